@@ -1,0 +1,47 @@
+"""gunicorn settings for production; every value comes from the environment (see .env.example)."""
+
+import logging
+import multiprocessing
+import os
+import sys
+
+from todo_service import embedded, logs
+from todo_service.config import ConfigError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as _exc:
+    sys.stderr.write(f"todo_service: configuration: {_exc}\n")
+    sys.exit(1)
+
+logs.configure(_settings.log_level, _settings.log_format)
+_cores = multiprocessing.cpu_count()
+
+bind = os.environ.get("GUNICORN_BIND", f"{_settings.api_host}:{_settings.api_port}")
+workers = int(os.environ.get("WEB_CONCURRENCY", _cores * 2))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+max_requests = 0
+
+
+def on_starting(server):
+    """Before any worker exists: pick the database, check it, migrate. Exit 1 with one line on failure."""
+    from todo_service.startup import StartupError, prepare_service
+
+    try:
+        prepare_service()
+    except StartupError as exc:
+        logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)
+        embedded.stop()
+        sys.exit(1)
+
+
+def on_exit(server):
+    """After the last worker: stop the embedded PostgreSQL if this process started it."""
+    embedded.stop()

@@ -1,0 +1,46 @@
+-- Statements the service runs outside the tasks API: readiness and the migration runner.
+
+-- name: ping :one
+-- Readiness probe: proves a connection can run a statement.
+-- params: none
+-- index: none (no table read)
+SELECT 1 AS ok;
+
+-- name: lock_migrations :exec
+-- Serialise migration runners across processes and hosts until the transaction ends.
+-- Transaction-scoped, so it also holds through PgBouncer in transaction mode.
+-- params: none
+-- index: none (no table read)
+SELECT pg_advisory_xact_lock(7363601001);
+
+-- name: create_migrations_table :exec
+-- Bookkeeping table of applied migration files; created on the first run.
+-- params: none
+-- index: none (DDL)
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version text PRIMARY KEY,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: list_migrations :many
+-- Every applied migration with the checksum it had when applied.
+-- params: none
+-- index: schema_migrations_pkey
+SELECT version, checksum
+FROM schema_migrations
+ORDER BY version;
+
+-- name: record_migration :exec
+-- Record one migration as applied, in the transaction that applied it.
+-- params: version, checksum
+-- index: schema_migrations_pkey
+INSERT INTO schema_migrations (version, checksum)
+VALUES (%(version)s, %(checksum)s);
+
+-- name: set_statement_timeout :exec
+-- Bound every statement of the current transaction; used behind a transaction-mode pooler,
+-- where a session-level SET or a startup option would not stick.
+-- params: timeout
+-- index: none (no table read)
+SELECT set_config('statement_timeout', %(timeout)s, true);

@@ -1,0 +1,167 @@
+-- Statements on the tasks table. Conventions: sql/README.md.
+-- Every statement filters by user_id, so a caller only ever reads or changes its own rows.
+
+-- name: create_task :one
+-- Insert a task for a user and return it as stored (defaults and timestamps included).
+-- params: user_id, title, description, completed
+-- index: none (insert; no lookup)
+INSERT INTO tasks (user_id, title, description, completed)
+VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s)
+RETURNING id, user_id, title, description, completed, created_at, updated_at;
+
+-- name: get_task :one
+-- Fetch one task of one user; no row when it is missing or belongs to someone else.
+-- params: user_id, id
+-- index: tasks_pkey
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE id = %(id)s AND user_id = %(user_id)s;
+
+-- name: update_task :one
+-- Partial update: a NULL title or completed keeps the stored value; description is replaced
+-- (also by NULL) only when set_description is true. The trigger moves updated_at forward.
+-- params: user_id, id, title, description, set_description, completed
+-- index: tasks_pkey
+UPDATE tasks
+SET
+    title = coalesce(%(title)s::text, title),
+    description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE description END,
+    completed = coalesce(%(completed)s::boolean, completed)
+WHERE id = %(id)s AND user_id = %(user_id)s
+RETURNING id, user_id, title, description, completed, created_at, updated_at;
+
+-- name: toggle_task :one
+-- Flip completed atomically in one statement; concurrent toggles serialise on the row lock.
+-- params: user_id, id
+-- index: tasks_pkey
+UPDATE tasks
+SET completed = NOT completed
+WHERE id = %(id)s AND user_id = %(user_id)s
+RETURNING id, user_id, title, description, completed, created_at, updated_at;
+
+-- name: delete_task :execrows
+-- Delete one task of one user; 0 rows when it is missing or belongs to someone else.
+-- params: user_id, id
+-- index: tasks_pkey
+DELETE FROM tasks
+WHERE id = %(id)s AND user_id = %(user_id)s;
+
+-- name: seed_tasks :execrows
+-- Demo data for `make seed`: count tasks for one user, every third one completed.
+-- params: user_id, count
+-- index: none (insert; no lookup)
+INSERT INTO tasks (user_id, title, description, completed)
+SELECT
+    %(user_id)s,
+    'Task ' || g AS title,
+    CASE WHEN mod(g, 2) = 0 THEN 'Demo task number ' || g END AS description,
+    mod(g, 3) = 0 AS completed
+FROM generate_series(1, %(count)s::integer) AS g;
+
+-- name: list_tasks_all_created_asc :many
+-- List all tasks of a user, by creation time ascending; ties by id.
+-- params: user_id
+-- index: tasks_user_created_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY created_at ASC, id ASC;
+
+-- name: list_tasks_all_created_desc :many
+-- List all tasks of a user, by creation time descending; ties by id.
+-- params: user_id
+-- index: tasks_user_created_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY created_at DESC, id DESC;
+
+-- name: list_tasks_all_updated_asc :many
+-- List all tasks of a user, by last change ascending; ties by id.
+-- params: user_id
+-- index: tasks_user_updated_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY updated_at ASC, id ASC;
+
+-- name: list_tasks_all_updated_desc :many
+-- List all tasks of a user, by last change descending; ties by id.
+-- params: user_id
+-- index: tasks_user_updated_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY updated_at DESC, id DESC;
+
+-- name: list_tasks_all_title_asc :many
+-- List all tasks of a user, by title, case-insensitive, ascending; ties by id.
+-- params: user_id
+-- index: tasks_user_title_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY lower(title) ASC, id ASC;
+
+-- name: list_tasks_all_title_desc :many
+-- List all tasks of a user, by title, case-insensitive, descending; ties by id.
+-- params: user_id
+-- index: tasks_user_title_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s
+ORDER BY lower(title) DESC, id DESC;
+
+-- name: list_tasks_by_status_created_asc :many
+-- List a user's tasks with the given completed flag, by creation time ascending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_created_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY created_at ASC, id ASC;
+
+-- name: list_tasks_by_status_created_desc :many
+-- List a user's tasks with the given completed flag, by creation time descending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_created_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY created_at DESC, id DESC;
+
+-- name: list_tasks_by_status_updated_asc :many
+-- List a user's tasks with the given completed flag, by last change ascending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_updated_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY updated_at ASC, id ASC;
+
+-- name: list_tasks_by_status_updated_desc :many
+-- List a user's tasks with the given completed flag, by last change descending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_updated_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY updated_at DESC, id DESC;
+
+-- name: list_tasks_by_status_title_asc :many
+-- List a user's tasks with the given completed flag, by title, case-insensitive, ascending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_title_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY lower(title) ASC, id ASC;
+
+-- name: list_tasks_by_status_title_desc :many
+-- List a user's tasks with the given completed flag, by title, case-insensitive, descending; ties by id.
+-- params: user_id, completed
+-- index: tasks_user_status_title_idx
+SELECT id, user_id, title, description, completed, created_at, updated_at
+FROM tasks
+WHERE user_id = %(user_id)s AND completed = %(completed)s
+ORDER BY lower(title) DESC, id DESC;

@@ -1,0 +1,90 @@
+"""Fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), a migrated database, the app, a live gunicorn."""
+
+import os
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.support import LiveServer, database_url_for
+from todo_service import create_app, db, embedded
+from todo_service.config import PROJECT_ROOT, load_settings
+from todo_service.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """URL of a PostgreSQL server with a maintenance database to create test databases in."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    yield embedded.start(PROJECT_ROOT / ".data" / "test-postgres")
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    """A fresh, migrated database for this test session, dropped at the end."""
+    name = f"todo_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url_for(server_url, name)
+    migrate(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def sql_conn(database_url):
+    """A direct connection to the test database, for arranging and inspecting rows."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def clean_db(sql_conn):
+    """Start from an empty tasks table."""
+    sql_conn.execute("TRUNCATE tasks")
+
+
+def settings_for(database_url, **overrides):
+    """Settings as the service would read them, pointed at `database_url`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_DIRECT")}
+    env.update(DATABASE_URL=database_url, MIGRATE_ON_START="false", **overrides)
+    return load_settings(env)
+
+
+@pytest.fixture
+def app(database_url, clean_db):
+    """The Flask app on the test database."""
+    application = create_app({"SETTINGS": settings_for(database_url), "TESTING": True})
+    yield application
+    db.close_pool(application)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url):
+    """A real gunicorn (gunicorn.conf.py, two workers) on 127.0.0.1, stopped by PID afterwards."""
+    server = LiveServer({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "MIGRATE_ON_START": "false"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def empty_database(server_url):
+    """A new, empty database (no migrations), dropped afterwards."""
+    name = f"todo_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield database_url_for(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -1,0 +1,85 @@
+"""Helpers for the tests: a gunicorn process under test, URL juggling, free ports."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for(url, dbname):
+    """`url` pointed at another database, other options kept."""
+    return make_conninfo(url, dbname=dbname)
+
+
+def url_parts(url):
+    return conninfo_to_dict(url)
+
+
+class LiveServer:
+    """gunicorn serving wsgi:app with gunicorn.conf.py and `env` on a free port."""
+
+    def __init__(self, env, port=None):
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "LOG_LEVEL": "warning", **env}
+        self.proc = None
+        self.log_path = ROOT / ".data" / f"gunicorn-{self.port}.log"
+
+    def start(self, wait=True, timeout=30):
+        self.log_path.parent.mkdir(exist_ok=True)
+        self.log = self.log_path.open("w+")
+        self.proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{self.output()}")
+
+    def output(self):
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def url(self, path):
+        return self.base + path
+
+    def stop(self, timeout=30):
+        """SIGTERM by PID; return the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            self.log.close()

@@ -1,0 +1,53 @@
+"""The OpenAPI document matches the live routes and the error envelope."""
+
+import re
+
+from openapi_spec_validator import validate as validate_spec
+
+
+def flask_routes(app):
+    """{(openapi_path, method)} of every route the app serves."""
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        routes |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    return routes
+
+
+def spec_routes(spec):
+    return {(path, method) for path, ops in spec["paths"].items() for method in ops if method != "parameters"}
+
+
+def test_document_is_served_and_valid(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.get_json()
+    assert spec["openapi"].startswith("3.")
+    validate_spec(spec)
+
+
+def test_document_lists_exactly_the_live_routes(app, client):
+    assert spec_routes(client.get("/openapi.json").get_json()) == flask_routes(app)
+
+
+def test_schemas_come_from_marshmallow(client):
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    assert set(schemas["Task"]["properties"]) == {"id", "user_id", "title", "description", "completed",
+                                                   "created_at", "updated_at"}
+    assert schemas["TaskCreate"]["required"] == ["title"]
+    assert schemas["TaskCreate"]["properties"]["title"]["maxLength"] == 200
+    assert schemas["TaskUpdate"]["properties"]["description"]["nullable"] is True
+    assert set(schemas["Error"]["required"]) == {"detail", "error_code", "field"}
+
+
+def test_every_operation_documents_its_errors(client):
+    spec = client.get("/openapi.json").get_json()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters" or not path.startswith("/api/"):
+                continue
+            assert {"400", "405", "500", "503"} <= set(op["responses"]), (method, path)
+            if "requestBody" in op:
+                assert {"413", "415", "422"} <= set(op["responses"]), (method, path)

@@ -1,0 +1,34 @@
+"""todo_service: the task API behind the Todo app."""
+
+from flask import Flask
+from flask_cors import CORS
+
+from . import cli, db, errors, health, logs, middleware, openapi, tasks
+from .config import load_settings
+from .jsonbody import MAX_BODY_BYTES
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
+
+
+def create_app(test_config=None):
+    """Build the app: settings from the environment, then `test_config` overrides."""
+    app = Flask(__name__)
+    app.config.from_mapping(SETTINGS=load_settings(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    if test_config:
+        app.config.update(test_config)
+    settings = app.config["SETTINGS"]
+    logs.configure(settings.log_level, settings.log_format)
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
+    app.url_map.converters["user"] = tasks.UserIdConverter
+    CORS(app, origins=list(settings.cors_origins), supports_credentials=True, methods=CORS_METHODS,
+         allow_headers=CORS_HEADERS, expose_headers=["Location", "X-Request-ID", "Retry-After"], max_age=600)
+    db.init_app(app)
+    middleware.init_app(app)
+    cli.init_app(app)
+    openapi.init_app(app)
+    app.register_blueprint(errors.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(tasks.bp)
+    return app

@@ -1,0 +1,34 @@
+"""Flask CLI commands: `flask migrate`, `flask seed`."""
+
+import click
+from flask import current_app
+
+from .db import connection, resolve_url
+from .migrate import migrate
+from .queries import QUERIES
+
+
+@click.command("migrate")
+def migrate_command():
+    """Apply pending migrations from sql/migrations."""
+    settings = current_app.config["SETTINGS"]
+    applied = migrate(settings.migration_url or resolve_url(settings))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@click.command("seed")
+@click.option("--users", default=10, show_default=True, type=click.IntRange(1, 100_000), help="How many users.")
+@click.option("--tasks", default=20, show_default=True, type=click.IntRange(1, 1_000_000), help="Tasks per user.")
+@click.option("--prefix", default="demo-user-", show_default=True, help="User ids are PREFIX1..PREFIXN.")
+def seed_command(users, tasks, prefix):
+    """Create demo data: USERS users with TASKS tasks each."""
+    with connection() as conn, click.progressbar(range(1, users + 1), label="seeding users") as bar:
+        for number in bar:
+            QUERIES.seed_tasks.run(conn, user_id=f"{prefix}{number}", count=tasks)
+    click.echo(f"seeded {users} users x {tasks} tasks")
+
+
+def init_app(app):
+    """Register the commands on `app`."""
+    app.cli.add_command(migrate_command)
+    app.cli.add_command(seed_command)

@@ -1,0 +1,157 @@
+"""Settings read once from the environment (and `.env`), validated, typed."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from dotenv import load_dotenv
+from psycopg.conninfo import conninfo_to_dict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+class ConfigError(ValueError):
+    """A setting holds a value the service cannot run with."""
+
+
+def _raw(env, name, default):
+    value = env.get(name, "").strip()
+    return value if value else default
+
+
+def _int(env, name, default, low, high):
+    raw = _raw(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _float(env, name, default, low, high):
+    raw = _raw(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _bool(env, name, default):
+    raw = _raw(env, name, "").lower()
+    if not raw:
+        return default
+    if raw in TRUE_WORDS | FALSE_WORDS:
+        return raw in TRUE_WORDS
+    raise ConfigError(f"{name}={raw!r} is not one of true/false, 1/0, yes/no, on/off")
+
+
+def _choice(env, name, default, choices):
+    raw = _raw(env, name, default)
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(sorted(choices))}")
+    return raw.lower()
+
+
+def _origins(env):
+    origins = [o.strip().rstrip("/") for o in _raw(env, "CORS_ORIGINS", "http://localhost:3000").split(",")]
+    origins = [o for o in origins if o]
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin == "*" or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"CORS_ORIGINS entry {origin!r} is not an origin like https://app.example.com")
+    return tuple(origins)
+
+
+def _database_url(env, name):
+    """A postgresql:// URL or a libpq "key=value" string, checked for syntax only."""
+    url = _raw(env, name, None)
+    if url is None:
+        return None
+    if "://" in url and urlsplit(url).scheme not in ("postgres", "postgresql"):
+        raise ConfigError(f"{name} must be a postgresql:// URL")
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"{name} is not a valid PostgreSQL connection string") from None
+    return url
+
+
+def _detect_pooler(url):
+    """Neon's pooled endpoints carry `-pooler` in the host name; they are PgBouncer in transaction mode."""
+    hosts = conninfo_to_dict(url).get("host") or "" if url else ""
+    return any("-pooler." in host for host in hosts.split(","))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    database_url: str | None
+    database_url_direct: str | None
+    api_host: str
+    api_port: int
+    cors_origins: tuple[str, ...]
+    log_level: str
+    log_format: str
+    pool_min_size: int
+    pool_max_size: int
+    pool_timeout: float
+    pool_max_idle: float
+    pool_max_lifetime: float
+    pool_check: str
+    connect_timeout: int
+    statement_timeout_ms: int
+    pgbouncer: bool
+    prepare_threshold: int | None
+    migrate_on_start: bool
+    data_dir: Path
+
+    @property
+    def migration_url(self):
+        """Migrations may use a direct (unpooled) URL; otherwise the main one."""
+        return self.database_url_direct or self.database_url
+
+
+def load_settings(env=None):
+    """Read settings from `env` (default: the process environment after loading `.env`)."""
+    if env is None:
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
+        env = os.environ
+    database_url = _database_url(env, "DATABASE_URL")
+    pgbouncer = _bool(env, "DATABASE_PGBOUNCER", _detect_pooler(database_url))
+    prepare = _int(env, "DATABASE_PREPARE_THRESHOLD", 5, 0, 1000)
+    pool_min = _int(env, "DB_POOL_MIN_SIZE", 2, 0, 100)
+    pool_max = _int(env, "DB_POOL_MAX_SIZE", 4, 1, 100)
+    if pool_max < pool_min:
+        raise ConfigError(f"DB_POOL_MAX_SIZE={pool_max} is below DB_POOL_MIN_SIZE={pool_min}")
+    return Settings(
+        database_url=database_url,
+        database_url_direct=_database_url(env, "DATABASE_URL_DIRECT"),
+        api_host=_raw(env, "API_HOST", "127.0.0.1"),
+        api_port=_int(env, "API_PORT", 8000, 1, 65535),
+        cors_origins=_origins(env),
+        log_level=_choice(env, "LOG_LEVEL", "info", {lvl.lower() for lvl in LOG_LEVELS}).upper(),
+        log_format=_choice(env, "LOG_FORMAT", "text", {"text", "json"}),
+        pool_min_size=pool_min,
+        pool_max_size=pool_max,
+        pool_timeout=_float(env, "DB_POOL_TIMEOUT", 3.0, 0.1, 60),
+        pool_max_idle=_float(env, "DB_POOL_MAX_IDLE", 240.0, 1, 86400),
+        pool_max_lifetime=_float(env, "DB_POOL_MAX_LIFETIME", 1800.0, 10, 86400),
+        pool_check=_choice(env, "DB_POOL_CHECK", "checkout", {"checkout", "none"}),
+        connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 1, 60),
+        statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 0, 600_000),
+        pgbouncer=pgbouncer,
+        prepare_threshold=None if pgbouncer or prepare == 0 else prepare,
+        migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
+        data_dir=Path(_raw(env, "EMBEDDED_DATA_DIR", str(PROJECT_ROOT / ".data" / "postgres"))),
+    )

@@ -1,0 +1,71 @@
+"""Task data access: one named SQL statement per call, always scoped to one user."""
+
+from itertools import product
+
+from .db import run
+from .queries import QUERIES
+
+STATUSES = ("all", "pending", "completed")
+SORTS = ("created", "updated", "title")
+ORDERS = ("asc", "desc")
+DEFAULT_ORDER = {"created": "desc", "updated": "desc", "title": "asc"}
+
+# The one place a list request picks its statement: every (status, sort, order) maps to a
+# reviewed file in sql/queries/tasks.sql; a missing one fails at import, not at request time.
+LIST_QUERIES = {
+    (status, sort, order): QUERIES[f"list_tasks_{'all' if status == 'all' else 'by_status'}_{sort}_{order}"].name
+    for status, sort, order in product(STATUSES, SORTS, ORDERS)
+}
+STATUS_FLAG = {"pending": False, "completed": True}
+
+
+class TaskNotFound(LookupError):
+    """No such task for this user (missing, malformed id, or someone else's)."""
+
+
+def _found(row):
+    if row is None:
+        raise TaskNotFound()
+    return row
+
+
+def list_tasks(user_id, status, sort, order):
+    """The user's tasks, filtered and ordered as asked."""
+    name = LIST_QUERIES[(status, sort, order)]
+    if status == "all":
+        return run(name, user_id=user_id)
+    return run(name, user_id=user_id, completed=STATUS_FLAG[status])
+
+
+def create_task(user_id, title, description, completed):
+    """Insert a task and return it as stored."""
+    return run("create_task", user_id=user_id, title=title, description=description, completed=completed)
+
+
+def get_task(user_id, task_id):
+    """One task of the user, or TaskNotFound."""
+    return _found(run("get_task", user_id=user_id, id=task_id))
+
+
+def update_task(user_id, task_id, changes):
+    """Apply a partial update (keys: title, description, completed) and return the task."""
+    return _found(run(
+        "update_task",
+        user_id=user_id,
+        id=task_id,
+        title=changes.get("title"),
+        description=changes.get("description"),
+        set_description="description" in changes,
+        completed=changes.get("completed"),
+    ))
+
+
+def toggle_task(user_id, task_id):
+    """Flip `completed` in one statement and return the task."""
+    return _found(run("toggle_task", user_id=user_id, id=task_id))
+
+
+def delete_task(user_id, task_id):
+    """Delete the task, or TaskNotFound."""
+    if run("delete_task", user_id=user_id, id=task_id) == 0:
+        raise TaskNotFound()

@@ -1,0 +1,50 @@
+"""What happens around every request: request id, UTF-8 path check, one log line per request."""
+
+import logging
+import re
+import time
+import uuid
+
+from flask import g, request
+
+from .errors import validation_error
+
+log = logging.getLogger("todo_service.request")
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=-]{1,128}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text):
+    """Control characters escaped, so a crafted path cannot forge log lines."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def begin_request():
+    """Adopt a sane incoming X-Request-ID or make one; refuse paths that are not UTF-8."""
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    try:
+        request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise validation_error("The URL path is not valid UTF-8.") from None
+
+
+def end_request(response):
+    """Echo the request id and log the request in one line."""
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+    path = _printable(request.path)
+    duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
+    log.info(
+        "%s %s %s %.2fms", request.method, path, response.status_code, duration_ms,
+        extra={"request_id": request_id, "method": request.method, "path": path,
+               "status": response.status_code, "duration_ms": duration_ms},
+    )
+    return response
+
+
+def init_app(app):
+    """Run these around every request of `app`."""
+    app.before_request(begin_request)
+    app.after_request(end_request)

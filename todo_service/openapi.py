@@ -1,0 +1,117 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas with apispec."""
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, current_app
+
+from . import schemas
+from .responses import json_response
+
+bp = Blueprint("openapi", __name__)
+
+USER_ID = {
+    "name": "user_id", "in": "path", "required": True,
+    "description": "The owner's id: 1-128 characters, no whitespace, control characters or '/'.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": schemas.USER_ID_MAX,
+               "pattern": r"^[^\s/\x00-\x1f\x7f-\x9f]+$"},
+}
+TASK_ID = {
+    "name": "task_id", "in": "path", "required": True,
+    "description": "A task id; anything that is not a positive bigint answers 404.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": schemas.BIGINT_MAX},
+}
+REQUEST_ID = {
+    "name": "X-Request-ID", "in": "header", "required": False,
+    "description": "Echoed when it is 1-128 of [A-Za-z0-9._:@+=-]; generated otherwise.",
+    "schema": {"type": "string"},
+}
+
+
+def _error(description, *extra_headers):
+    headers = {"X-Request-ID": {"schema": {"type": "string"}}}
+    headers.update({name: {"schema": {"type": "string"}} for name in extra_headers})
+    return {"description": description, "headers": headers,
+            "content": {"application/json": {"schema": "Error"}}}
+
+
+def _ok(description, schema=None, *extra_headers):
+    response = _error(description, *extra_headers)
+    if schema is None:
+        del response["content"]
+    else:
+        response["content"]["application/json"]["schema"] = schema
+    return response
+
+
+def _body(schema):
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+COMMON = {
+    "400": _error("Invalid path value, query parameter or body field (VALIDATION_ERROR)."),
+    "405": _error("Known path, other method (METHOD_NOT_ALLOWED).", "Allow"),
+    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE).", "Retry-After"),
+    "500": _error("Unexpected error (INTERNAL_ERROR)."),
+}
+WITH_BODY = {
+    "413": _error("Body over 64 KiB (PAYLOAD_TOO_LARGE)."),
+    "415": _error("Body not sent as application/json (UNSUPPORTED_MEDIA_TYPE)."),
+    "422": _error("Body empty, malformed or not a JSON object (INVALID_JSON)."),
+}
+NOT_FOUND = {"404": _error("No such task for this user, or a malformed id (TASK_NOT_FOUND).")}
+TASK = {"$ref": "#/components/schemas/Task"}
+
+
+def _op(summary, responses, body=None, parameters=()):
+    operation = {"summary": summary, "parameters": [REQUEST_ID, *parameters],
+                 "responses": {**responses, **COMMON}}
+    if body is not None:
+        operation["requestBody"] = _body(body)
+        operation["responses"].update(WITH_BODY)
+    return operation
+
+
+def build_spec():
+    """The whole document as a dict."""
+    spec = APISpec(
+        title="todo_service", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+        info={"description": "Task API behind the Todo app. Every error body is an Error object."},
+    )
+    for name, schema in [("Task", schemas.TaskSchema), ("TaskCreate", schemas.TaskCreateSchema),
+                         ("TaskUpdate", schemas.TaskUpdateSchema), ("Error", schemas.ErrorSchema),
+                         ("Health", schemas.HealthSchema)]:
+        spec.components.schema(name, schema=schema)
+    task_list = {"type": "array", "items": TASK}
+    spec.path("/api/{user_id}/tasks", parameters=[USER_ID], operations={
+        "get": _op("List the user's tasks.", {"200": _ok("The tasks, possibly [].", task_list)},
+                   parameters=[{"in": "query", "schema": schemas.ListQuerySchema}]),
+        "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location")}, body="TaskCreate"),
+    })
+    spec.path("/api/{user_id}/tasks/{task_id}", parameters=[USER_ID, TASK_ID], operations={
+        "get": _op("Get one task.", {"200": _ok("The task.", TASK), **NOT_FOUND}),
+        "put": _op("Update any of title, description, completed.", {"200": _ok("The updated task.", TASK),
+                   **NOT_FOUND}, body="TaskUpdate"),
+        "delete": _op("Delete a task.", {"204": _ok("Deleted; no body."), **NOT_FOUND}),
+    })
+    spec.path("/api/{user_id}/tasks/{task_id}/complete", parameters=[USER_ID, TASK_ID], operations={
+        "patch": _op("Flip the task's completed flag.", {"200": _ok("The task, flipped.", TASK), **NOT_FOUND}),
+    })
+    spec.path("/healthz", operations={"get": {"summary": "Liveness; never touches the database.",
+                                              "responses": {"200": _ok("Alive.", "Health")}}})
+    spec.path("/readyz", operations={"get": {"summary": "Readiness: the database answers.", "responses": {
+        "200": _ok("Ready.", "Health"), "503": COMMON["503"]}}})
+    document = {"description": "OpenAPI 3 document.", "content": {"application/json": {"schema": {"type": "object"}}}}
+    spec.path("/openapi.json", operations={"get": {"summary": "This document.", "responses": {"200": document}}})
+    return spec.to_dict()
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """Serve the document built once at startup."""
+    return json_response(current_app.extensions["openapi"])
+
+
+def init_app(app):
+    """Build the document once and serve it."""
+    app.extensions["openapi"] = build_spec()
+    app.register_blueprint(bp)

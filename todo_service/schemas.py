@@ -1,0 +1,152 @@
+"""marshmallow schemas: what requests may carry, and the documented shape of every answer."""
+
+import unicodedata
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from .dao import DEFAULT_ORDER, ORDERS, SORTS, STATUSES
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+USER_ID_MAX = 128
+BIGINT_MAX = 2**63 - 1
+
+
+def _check_text(value):
+    """Reject what PostgreSQL text cannot hold: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise ValidationError("must not contain the NUL character (U+0000).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("must not contain unpaired surrogate characters.") from None
+
+
+class Text(fields.String):
+    """A JSON string that PostgreSQL can store as sent."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        _check_text(value)
+        return value
+
+
+class Title(Text):
+    """A title: surrounding whitespace stripped before the length check."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class StrictBoolean(fields.Boolean):
+    """Only JSON true or false; no "yes", 1 or "true"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error, so typos never pass silently."""
+
+    class Meta:
+        unknown = RAISE
+
+
+TITLE_RULE = validate.Length(min=1, max=TITLE_MAX, error="must be 1 to 200 characters after trimming whitespace.")
+DESCRIPTION_RULE = validate.Length(max=DESCRIPTION_MAX, error="must be at most 1000 characters.")
+MESSAGES = {"required": "is required.", "null": "must not be null.", "invalid": "must be a string."}
+ONE_OF = "must be one of: {choices}."
+BOOL_MESSAGES = {**MESSAGES, "invalid": "must be true or false."}
+
+
+class TaskCreateSchema(StrictSchema):
+    """Body of POST /api/{user_id}/tasks."""
+
+    title = Title(required=True, validate=TITLE_RULE, error_messages=MESSAGES, metadata={"example": "Buy milk"})
+    description = Text(allow_none=True, load_default=None, validate=DESCRIPTION_RULE, error_messages=MESSAGES)
+    completed = StrictBoolean(load_default=False, error_messages=BOOL_MESSAGES)
+
+
+class TaskUpdateSchema(StrictSchema):
+    """Body of PUT /api/{user_id}/tasks/{task_id}: any of the fields, at least one."""
+
+    title = Title(validate=TITLE_RULE, error_messages=MESSAGES)
+    description = Text(allow_none=True, validate=DESCRIPTION_RULE, error_messages=MESSAGES)
+    completed = StrictBoolean(error_messages=BOOL_MESSAGES)
+
+    @validates_schema
+    def at_least_one(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send at least one of title, description, completed.")
+
+
+class ListQuerySchema(Schema):
+    """Query string of GET /api/{user_id}/tasks."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(load_default="all", validate=validate.OneOf(STATUSES, error=ONE_OF))
+    sort = fields.String(load_default="created", validate=validate.OneOf(SORTS, error=ONE_OF))
+    order = fields.String(validate=validate.OneOf(ORDERS, error=ONE_OF), metadata={
+        "description": "Default: desc for created and updated (newest first), asc for title.",
+    })
+
+    def load_args(self, args):
+        """Validated arguments with the sort's default order filled in."""
+        values = self.load(args)
+        values.setdefault("order", DEFAULT_ORDER[values["sort"]])
+        return values
+
+
+class TaskSchema(Schema):
+    """A task as the API returns it (built by responses.task_payload)."""
+
+    id = fields.Integer(dump_only=True, metadata={"example": 42})
+    user_id = fields.String(dump_only=True, metadata={"example": "alice"})
+    title = fields.String(dump_only=True, metadata={"example": "Buy milk"})
+    description = fields.String(dump_only=True, allow_none=True)
+    completed = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True, metadata={"example": "2026-11-26T13:29:37.123456Z"})
+    updated_at = fields.DateTime(dump_only=True, metadata={"example": "2026-11-26T13:29:37.123456Z"})
+
+
+class ErrorSchema(Schema):
+    """The error envelope of every 4xx and 5xx answer."""
+
+    detail = fields.String(required=True, metadata={"description": "A sentence a frontend can show."})
+    error_code = fields.String(required=True, metadata={"example": "VALIDATION_ERROR"})
+    field = fields.String(required=True, allow_none=True, metadata={"description": "The invalid field, or null."})
+    request_id = fields.String(allow_none=True)
+
+
+class HealthSchema(Schema):
+    """Body of /healthz and /readyz."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+def check_user_id(value):
+    """A user id as the contract allows it, else a ValidationError."""
+    if not 1 <= len(value) <= USER_ID_MAX:
+        raise ValidationError("user_id must be 1 to 128 characters.")
+    if any(ch == "/" or ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValidationError("user_id must not contain whitespace, control characters or '/'.")
+    _check_text(value)
+    return value
+
+
+def parse_task_id(value):
+    """A task id as an int, or None when it is not a positive integer in bigint range."""
+    if not value.isascii() or not value.isdigit():
+        return None
+    number = int(value)
+    return number if 1 <= number <= BIGINT_MAX else None
+
+
+TASK_CREATE = TaskCreateSchema()
+TASK_UPDATE = TaskUpdateSchema()
+LIST_QUERY = ListQuerySchema()
+

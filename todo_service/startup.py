@@ -1,0 +1,80 @@
+"""Checks run once before serving: settings, the database URL, reachability, migrations."""
+
+import logging
+import os
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from . import embedded
+from .config import ConfigError, load_settings
+from .migrate import MigrationError, migrate
+
+log = logging.getLogger("todo_service.startup")
+
+# (fragment of libpq's message, what we tell the operator); first match wins.
+REASONS = [
+    ("password authentication failed", "authentication failed for user {user} (wrong password?)"),
+    ("no password supplied", "the server wants a password for user {user} and the URL has none"),
+    ("does not exist", "{detail}"),
+    ("server does not support ssl", "TLS refused: the server does not support SSL but sslmode requires it"),
+    ("ssl", "TLS handshake with {where} failed: {detail}"),
+    ("certificate", "TLS certificate problem with {where}: {detail}"),
+    ("timeout expired", "no answer from {where} within the connect timeout"),
+    ("connection refused", "connection refused by {where} (is PostgreSQL running there?)"),
+    ("could not translate host name", "cannot resolve the host of {where}"),
+    ("name or service not known", "cannot resolve the host of {where}"),
+]
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message is the one line an operator needs."""
+
+
+def describe(url):
+    """host:port/dbname as user — everything but the password."""
+    parts = conninfo_to_dict(url)
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}", parts.get("user")
+
+
+def explain(exc, url):
+    """One clear sentence for a failed connection."""
+    where, user = describe(url)
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    lowered = detail.lower()
+    for fragment, template in REASONS:
+        if fragment in lowered:
+            return f"database {where}: " + template.format(where=where, user=user, detail=detail)
+    return f"database {where}: cannot connect: {detail}"
+
+
+def check_database(url, timeout):
+    """Connect once and run a statement; StartupError with a clear line otherwise."""
+    try:
+        with psycopg.connect(url, connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise StartupError(explain(exc, url)) from None
+
+
+def prepare_service():
+    """Settings, database choice, reachability and migrations; returns the settings in force."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise StartupError(f"configuration: {exc}") from None
+    url = settings.database_url
+    if url is None:
+        url = embedded.start(settings.data_dir)
+        os.environ["DATABASE_URL"] = url  # workers forked later use the same server
+        settings = load_settings()
+    else:
+        log.info("database: %s", describe(url)[0])
+    check_database(url, settings.connect_timeout)
+    if settings.migrate_on_start:
+        try:
+            migrate(settings.migration_url)
+        except (psycopg.Error, MigrationError) as exc:
+            raise StartupError(f"migrations failed: {' '.join(str(exc).split())}") from None
+    return settings

@@ -1,0 +1,94 @@
+"""The task endpoints under /api/{user_id}/tasks."""
+
+from flask import Blueprint, g, request
+from marshmallow import ValidationError
+from werkzeug.routing import BaseConverter
+
+from . import dao
+from .errors import validation_error
+from .jsonbody import json_object
+from .responses import json_response, no_content, task_payload
+from .schemas import LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
+
+bp = Blueprint("tasks", __name__, url_prefix="/api/<user:user_id>/tasks")
+
+
+class UserIdConverter(BaseConverter):
+    """Matches any user id, even empty or holding '/', so validation (not routing) answers 400."""
+
+    regex = "[\\s\\S]*?"
+    part_isolating = False
+
+
+def _load(loader, data):
+    """`loader(data)`, or 400 naming the first invalid field."""
+    try:
+        return loader(data)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.normalized_messages().items()))
+        message = messages[0] if isinstance(messages, list) else str(messages)
+        if field == "_schema":
+            raise validation_error(message) from None
+        if message == "Unknown field.":
+            message = "is not a field of a task."
+        raise validation_error(f"{field} {message}", field) from None
+
+
+def _task_id(raw):
+    task_id = parse_task_id(raw)
+    if task_id is None:
+        raise dao.TaskNotFound()
+    return task_id
+
+
+@bp.url_value_preprocessor
+def pull_user_id(endpoint, values):
+    """Validate the path's user id once for every endpoint here."""
+    try:
+        g.user_id = check_user_id(values.pop("user_id"))
+    except ValidationError as exc:
+        raise validation_error(exc.messages[0], "user_id") from None
+
+
+@bp.get("")
+def list_tasks():
+    """List the user's tasks."""
+    args = _load(LIST_QUERY.load_args, request.args.to_dict())
+    rows = dao.list_tasks(g.user_id, args["status"], args["sort"], args["order"])
+    return json_response([task_payload(row) for row in rows])
+
+
+@bp.post("")
+def create_task():
+    """Create a task."""
+    data = _load(TASK_CREATE.load, json_object())
+    row = dao.create_task(g.user_id, data["title"], data["description"], data["completed"])
+    location = f"{request.path}/{row['id']}"
+    return json_response(task_payload(row), 201, {"Location": location})
+
+
+@bp.get("/<task_id>")
+def get_task(task_id):
+    """Get one task."""
+    return json_response(task_payload(dao.get_task(g.user_id, _task_id(task_id))))
+
+
+@bp.put("/<task_id>")
+def update_task(task_id):
+    """Update any of a task's title, description and completed."""
+    task_id = _task_id(task_id)
+    changes = _load(TASK_UPDATE.load, json_object())
+    return json_response(task_payload(dao.update_task(g.user_id, task_id, changes)))
+
+
+@bp.patch("/<task_id>/complete")
+def toggle_task(task_id):
+    """Flip a task's completed flag."""
+    return json_response(task_payload(dao.toggle_task(g.user_id, _task_id(task_id))))
+
+
+@bp.delete("/<task_id>")
+def delete_task(task_id):
+    """Delete a task."""
+    dao.delete_task(g.user_id, _task_id(task_id))
+    return no_content()
