@@ -16,7 +16,7 @@ COPY --chown=todo:todo todo_service/ todo_service/
 COPY --chown=todo:todo sql/ sql/
 COPY --chown=todo:todo wsgi.py gunicorn.conf.py ./
 
-USER todo
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"]
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

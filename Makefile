@@ -50,3 +50,6 @@ schema: $(STAMP) ## Regenerate sql/schema.sql from the migrations
 clean: ## Remove the venv, caches and local database data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+sql-plan: $(STAMP) ## EXPLAIN (ANALYZE, BUFFERS) of every API statement on 1,000,000 rows
+	$(BIN)/python -m todo_service.sqlplan

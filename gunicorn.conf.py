@@ -17,10 +17,10 @@ except ConfigError as _exc:
 logs.configure(_settings.log_level, _settings.log_format)
 _cores = multiprocessing.cpu_count()
 
-bind = os.environ.get("GUNICORN_BIND", f"{_settings.api_host}:{_settings.api_port}")
-workers = int(os.environ.get("WEB_CONCURRENCY", _cores * 2))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+bind = os.environ.get("GUNICORN_BIND") or f"{_settings.api_host}:{_settings.api_port}"
+workers = _settings.web_concurrency or _cores * 2
+worker_class = _settings.worker_class
+threads = _settings.threads
 keepalive = 5
 timeout = 30
 graceful_timeout = 20

@@ -115,6 +115,9 @@ class Settings:
     prepare_threshold: int | None
     migrate_on_start: bool
     data_dir: Path
+    web_concurrency: int
+    worker_class: str
+    threads: int
 
     @property
     def migration_url(self):
@@ -153,5 +156,8 @@ def load_settings(env=None):
         pgbouncer=pgbouncer,
         prepare_threshold=None if pgbouncer or prepare == 0 else prepare,
         migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
-        data_dir=Path(_raw(env, "EMBEDDED_DATA_DIR", str(PROJECT_ROOT / ".data" / "postgres"))),
+        data_dir=PROJECT_ROOT / _raw(env, "EMBEDDED_DATA_DIR", ".data/postgres"),
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 0, 0, 256),
+        worker_class=_choice(env, "GUNICORN_WORKER_CLASS", "gthread", {"sync", "gthread", "gevent"}),
+        threads=_int(env, "GUNICORN_THREADS", 4, 1, 256),
     )

@@ -3,6 +3,7 @@
 import json
 
 from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError, invalid_json
 
@@ -30,6 +31,8 @@ def _is_json(mimetype, charset):
 def json_object():
     """The body as a dict; raises ApiError (415/422) or lets Werkzeug raise 413 for oversized bodies."""
     data = request.get_data(cache=False)
+    if len(data) >= MAX_BODY_BYTES and request.content_length is None and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()  # a chunked body longer than the limit: Werkzeug only truncates it
     if not data:
         raise invalid_json("A JSON object body is required.")
     charset = request.mimetype_params.get("charset")

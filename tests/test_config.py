@@ -1,0 +1,69 @@
+"""Settings from the environment: defaults, overrides, and clear refusals."""
+
+import pytest
+
+from todo_service.config import ConfigError, load_settings
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings.database_url is None
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+    assert settings.cors_origins == ("http://localhost:3000",)
+    assert settings.log_level == "INFO" and settings.log_format == "text"
+    assert settings.migrate_on_start is True and settings.pgbouncer is False
+    assert settings.prepare_threshold == 5
+    assert settings.pool_min_size <= settings.pool_max_size
+
+
+def test_overrides():
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://u:p@db.example.com:6543/app?sslmode=require",
+        "API_HOST": "0.0.0.0", "API_PORT": "9000", "CORS_ORIGINS": "https://a.example, http://localhost:3000/",
+        "LOG_LEVEL": "debug", "LOG_FORMAT": "JSON", "DB_POOL_MAX_SIZE": "10", "MIGRATE_ON_START": "off",
+    })
+    assert settings.api_port == 9000 and settings.api_host == "0.0.0.0"
+    assert settings.cors_origins == ("https://a.example", "http://localhost:3000")
+    assert settings.log_level == "DEBUG" and settings.log_format == "json"
+    assert settings.pool_max_size == 10 and settings.migrate_on_start is False
+
+
+def test_neon_pooler_host_turns_off_prepared_statements():
+    pooled = load_settings({"DATABASE_URL": "postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db"})
+    assert pooled.pgbouncer is True and pooled.prepare_threshold is None
+    direct = load_settings({"DATABASE_URL": "postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db"})
+    assert direct.pgbouncer is False and direct.prepare_threshold == 5
+    forced = load_settings({"DATABASE_URL": "postgresql://u@127.0.0.1:6432/db", "DATABASE_PGBOUNCER": "true"})
+    assert forced.pgbouncer is True and forced.prepare_threshold is None
+
+
+def test_migrations_may_use_a_direct_url():
+    settings = load_settings({"DATABASE_URL": "postgresql://u@pooled/db", "DATABASE_URL_DIRECT": "postgresql://u@direct/db"})
+    assert settings.migration_url == "postgresql://u@direct/db"
+    assert load_settings({"DATABASE_URL": "postgresql://u@h/db"}).migration_url == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize("env,names", [
+    ({"API_PORT": "abc"}, "API_PORT"),
+    ({"API_PORT": "70000"}, "API_PORT"),
+    ({"API_PORT": "0"}, "API_PORT"),
+    ({"DB_POOL_MAX_SIZE": "many"}, "DB_POOL_MAX_SIZE"),
+    ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "DB_POOL_MAX_SIZE"),
+    ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"MIGRATE_ON_START": "maybe"}, "MIGRATE_ON_START"),
+    ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+    ({"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "host='unterminated"}, "DATABASE_URL"),
+    ({"GUNICORN_WORKER_CLASS": "tornado"}, "GUNICORN_WORKER_CLASS"),
+])
+def test_bad_values_are_refused_naming_the_variable(env, names):
+    with pytest.raises(ConfigError, match=names):
+        load_settings(env)
+
+
+def test_empty_values_mean_default():
+    settings = load_settings({"DATABASE_URL": "", "API_PORT": " ", "WEB_CONCURRENCY": ""})
+    assert settings.database_url is None and settings.api_port == 8000 and settings.web_concurrency == 0

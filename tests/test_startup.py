@@ -1,0 +1,69 @@
+"""Starting and stopping the real server: clear refusals, the embedded database, clean shutdown."""
+
+import time
+
+import psycopg
+import pytest
+import requests
+
+from tests.support import LiveServer, free_port
+
+
+def failed_start(env, within=5.0):
+    """Start gunicorn with `env`; assert it exits non-zero within `within` seconds; return its output."""
+    server = LiveServer(env)
+    started = time.monotonic()
+    server.start(wait=False)
+    code = server.proc.wait(timeout=within + 5)
+    elapsed = time.monotonic() - started
+    output = server.output()
+    server.log.close()
+    assert code != 0, output
+    assert elapsed < within, f"took {elapsed:.1f}s"
+    return output
+
+
+def test_unreachable_database_exits_non_zero_within_5s_naming_the_host():
+    port = free_port()
+    output = failed_start({"DATABASE_URL": f"postgresql://todo:s3cret-pw@127.0.0.1:{port}/todo"})
+    lines = [line for line in output.splitlines() if "startup failed" in line]
+    assert len(lines) == 1, output
+    assert f"127.0.0.1:{port}/todo" in lines[0] and "refused" in lines[0]
+    assert "s3cret-pw" not in output
+
+
+def test_unknown_database_is_named(server_url):
+    url = psycopg.conninfo.make_conninfo(server_url, dbname="no_such_db_here")
+    output = failed_start({"DATABASE_URL": url})
+    assert 'database "no_such_db_here" does not exist' in output
+
+
+@pytest.mark.parametrize("name,value", [("API_PORT", "abc"), ("DB_POOL_MAX_SIZE", "lots"), ("LOG_FORMAT", "xml")])
+def test_bad_setting_stops_startup_with_a_clear_line(database_url, name, value):
+    output = failed_start({"DATABASE_URL": database_url, name: value})
+    assert f"configuration: {name}=" in output
+
+
+def test_embedded_database_serves_and_stops_with_the_server(tmp_path):
+    data_dir = tmp_path / "pg"
+    server = LiveServer({"DATABASE_URL": "", "EMBEDDED_DATA_DIR": str(data_dir), "LOG_LEVEL": "info",
+                         "WEB_CONCURRENCY": "2"})
+    server.start(timeout=60)
+    try:
+        created = requests.post(server.url("/api/alice/tasks"), json={"title": "embedded"}, timeout=10)
+        assert created.status_code == 201
+        assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
+        assert (data_dir / "postmaster.pid").exists()
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert "embedded PostgreSQL" in server.log_path.read_text()
+    assert not (data_dir / "postmaster.pid").exists(), "PostgreSQL still running after gunicorn stopped"
+    # Data survives a restart of the whole service.
+    server = LiveServer({"DATABASE_URL": "", "EMBEDDED_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": "1"})
+    server.start(timeout=60)
+    try:
+        titles = [t["title"] for t in requests.get(server.url("/api/alice/tasks"), timeout=10).json()]
+        assert titles == ["embedded"]
+    finally:
+        assert server.stop() == 0

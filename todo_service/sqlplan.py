@@ -1,0 +1,114 @@
+"""`make sql-plan`: EXPLAIN (ANALYZE, BUFFERS) of every API statement on a large data set.
+
+Also the helpers the vet and plan tests share: prepare a statement as written, explain it, walk a plan.
+"""
+
+import re
+import sys
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.pq import ExecStatus
+
+from .config import load_settings
+from .db import resolve_url
+from .migrate import migrate
+from .queries import QUERIES
+
+BIG_USER = "big-user"
+TYPICAL_USER = "user-42"
+TOTAL_ROWS = 1_000_000
+BIG_USER_ROWS = TOTAL_ROWS // 10
+PLAN_DATABASE = "todo_plan"
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_")
+
+
+def api_statements():
+    """Names of the statements the plan checks cover: list, get, update, toggle, delete."""
+    return sorted(name for name in QUERIES if name.startswith(API_PREFIXES))
+
+
+def positional(query):
+    """The statement with $1..$n in place of its named parameters."""
+    order = []
+
+    def number(match):
+        if match[1] not in order:
+            order.append(match[1])
+        return f"${order.index(match[1]) + 1}"
+
+    return PLACEHOLDER.sub(number, query.sql)
+
+
+def prepare_error(conn, query):
+    """None when PostgreSQL accepts the statement as written, else its error message."""
+    result = conn.pgconn.prepare(f"vet_{query.name}".encode(), positional(query).encode())
+    if result.status != ExecStatus.COMMAND_OK:
+        return result.get_error_message().decode().strip()
+    conn.pgconn.exec_(f"DEALLOCATE vet_{query.name}".encode())
+    return None
+
+
+def plan_nodes(plan):
+    """Every node of a JSON plan, depth first."""
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def seed_large_dataset(url):
+    """Fill an empty migrated database with the plan data set and analyse it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        QUERIES.seed_plan_dataset.run(conn, big_user=BIG_USER, total=TOTAL_ROWS)
+        conn.execute("VACUUM ANALYZE tasks")
+
+
+def sample_params(conn, query, user):
+    """Realistic values for `query`: `user` and one of its tasks from the middle."""
+    task_id = conn.execute("SELECT id FROM tasks WHERE user_id = %s ORDER BY id OFFSET 50 LIMIT 1",
+                           (user,)).fetchone()[0]
+    values = {"user_id": user, "id": task_id, "completed": False, "title": "new title",
+              "description": None, "set_description": False}
+    return {name: values[name] for name in query.params}
+
+
+def explain(conn, query, params=None, options="FORMAT JSON"):
+    """EXPLAIN output: the custom plan for `params`, or the generic plan when params is None.
+
+    Runs inside a transaction that is rolled back, so ANALYZE of a write changes nothing.
+    """
+    with conn.transaction(force_rollback=True):
+        if params is None:
+            return conn.execute(f"EXPLAIN (GENERIC_PLAN, {options}) {positional(query)}").fetchall()
+        return conn.execute(f"EXPLAIN ({options}) {query.sql}", params).fetchall()
+
+
+def ensure_plan_database(server_url):
+    """URL of the `todo_plan` database on `server_url`, created and seeded on first use."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PLAN_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PLAN_DATABASE)))
+    url = make_conninfo(server_url, dbname=PLAN_DATABASE)
+    migrate(url)
+    if not exists:
+        print(f"seeding {TOTAL_ROWS:,} rows into {PLAN_DATABASE} (once; about a minute)", flush=True)
+        seed_large_dataset(url)
+    return url
+
+
+def main():
+    url = ensure_plan_database(resolve_url(load_settings()))
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in api_statements():
+            query = QUERIES[name]
+            for user in (TYPICAL_USER, BIG_USER):
+                print(f"\n== {name} ({query.source}) for {user}; header index: {query.index}")
+                rows = explain(conn, query, sample_params(conn, query, user), "ANALYZE, BUFFERS")
+                print("\n".join(row[0] for row in rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
