@@ -4,6 +4,8 @@ import re
 
 from openapi_spec_validator import validate as validate_spec
 
+from todo_service.schemas import TITLE_PATTERN
+
 
 def flask_routes(app):
     """{(openapi_path, method)} of every route the app serves."""
@@ -37,7 +39,10 @@ def test_schemas_come_from_marshmallow(client):
     assert set(schemas["Task"]["properties"]) == {"id", "user_id", "title", "description", "completed",
                                                    "created_at", "updated_at"}
     assert schemas["TaskCreate"]["required"] == ["title"]
-    assert schemas["TaskCreate"]["properties"]["title"]["maxLength"] == 200
+    assert schemas["TaskCreate"]["properties"]["title"]["pattern"] == TITLE_PATTERN
+    assert schemas["TaskCreate"]["properties"]["description"]["maxLength"] == 1000
+    assert schemas["TaskUpdate"]["minProperties"] == 1
+    assert schemas["TaskCreate"]["additionalProperties"] is False
     assert schemas["TaskUpdate"]["properties"]["description"]["nullable"] is True
     assert set(schemas["Error"]["required"]) == {"detail", "error_code", "field"}
 

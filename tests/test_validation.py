@@ -1,8 +1,14 @@
 """Every validation boundary of the contract: body fields, query parameters, path values."""
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
+
+from todo_service.schemas import TASK_CREATE, TITLE_PATTERN, USER_ID_PATTERN, check_user_id
 
 from tests.test_tasks_api import create
 
@@ -194,3 +200,28 @@ def test_body_of_64_kib_is_read(client):
     body = body[:-1] + b" " * (64 * 1024 - len(body)) + b"}"
     assert len(body) == 64 * 1024
     assert client.post("/api/alice/tasks", data=body, content_type="application/json").status_code == 201
+
+
+@given(st.text(alphabet=st.sampled_from(["a", "é", " ", "\t", "\x1e", "\x85", "\ufeff", "\u3000", "\x00", "\n"]),
+               max_size=205) | st.text(max_size=210))
+@settings(max_examples=400, deadline=None)
+def test_documented_title_pattern_agrees_with_the_validation(text):
+    documented = re.search(TITLE_PATTERN, text) is not None
+    try:
+        TASK_CREATE.load({"title": text})
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert documented == accepted
+
+
+@given(st.text(min_size=1, max_size=130))
+@settings(max_examples=400, deadline=None)
+def test_documented_user_id_pattern_agrees_with_the_validation(text):
+    documented = re.search(USER_ID_PATTERN, text) is not None and len(text) <= 128
+    try:
+        check_user_id(text)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert documented == accepted

@@ -13,7 +13,7 @@ USER_ID = {
     "name": "user_id", "in": "path", "required": True,
     "description": "The owner's id: 1-128 characters, no whitespace, control characters or '/'.",
     "schema": {"type": "string", "minLength": 1, "maxLength": schemas.USER_ID_MAX,
-               "pattern": r"^[^\s/\x00-\x1f\x7f-\x9f]+$"},
+               "pattern": schemas.USER_ID_PATTERN},
 }
 TASK_ID = {
     "name": "task_id", "in": "path", "required": True,
@@ -48,6 +48,7 @@ def _body(schema):
 
 
 COMMON = {
+    "404": _error("No such route (NOT_FOUND), or no such task (TASK_NOT_FOUND)."),
     "400": _error("Invalid path value, query parameter or body field (VALIDATION_ERROR)."),
     "405": _error("Known path, other method (METHOD_NOT_ALLOWED).", "Allow"),
     "503": _error("The database is unavailable (DATABASE_UNAVAILABLE).", "Retry-After"),
@@ -58,7 +59,6 @@ WITH_BODY = {
     "415": _error("Body not sent as application/json (UNSUPPORTED_MEDIA_TYPE)."),
     "422": _error("Body empty, malformed or not a JSON object (INVALID_JSON)."),
 }
-NOT_FOUND = {"404": _error("No such task for this user, or a malformed id (TASK_NOT_FOUND).")}
 TASK = {"$ref": "#/components/schemas/Task"}
 
 
@@ -81,6 +81,7 @@ def build_spec():
                          ("TaskUpdate", schemas.TaskUpdateSchema), ("Error", schemas.ErrorSchema),
                          ("Health", schemas.HealthSchema)]:
         spec.components.schema(name, schema=schema)
+    spec.components.schemas["TaskUpdate"]["minProperties"] = 1  # at least one field
     task_list = {"type": "array", "items": TASK}
     spec.path("/api/{user_id}/tasks", parameters=[USER_ID], operations={
         "get": _op("List the user's tasks.", {"200": _ok("The tasks, possibly [].", task_list)},
@@ -88,13 +89,13 @@ def build_spec():
         "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location")}, body="TaskCreate"),
     })
     spec.path("/api/{user_id}/tasks/{task_id}", parameters=[USER_ID, TASK_ID], operations={
-        "get": _op("Get one task.", {"200": _ok("The task.", TASK), **NOT_FOUND}),
-        "put": _op("Update any of title, description, completed.", {"200": _ok("The updated task.", TASK),
-                   **NOT_FOUND}, body="TaskUpdate"),
-        "delete": _op("Delete a task.", {"204": _ok("Deleted; no body."), **NOT_FOUND}),
+        "get": _op("Get one task.", {"200": _ok("The task.", TASK)}),
+        "put": _op("Update any of title, description, completed.", {"200": _ok("The updated task.", TASK)},
+                   body="TaskUpdate"),
+        "delete": _op("Delete a task.", {"204": _ok("Deleted; no body.")}),
     })
     spec.path("/api/{user_id}/tasks/{task_id}/complete", parameters=[USER_ID, TASK_ID], operations={
-        "patch": _op("Flip the task's completed flag.", {"200": _ok("The task, flipped.", TASK), **NOT_FOUND}),
+        "patch": _op("Flip the task's completed flag.", {"200": _ok("The task, flipped.", TASK)}),
     })
     spec.path("/healthz", operations={"get": {"summary": "Liveness; never touches the database.",
                                               "responses": {"200": _ok("Alive.", "Health")}}})

@@ -10,6 +10,15 @@ TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
 USER_ID_MAX = 128
 BIGINT_MAX = 2**63 - 1
+# Whitespace as Python's str.isspace() and JavaScript's \s see it, so the documented patterns and
+# the checks here agree on every character.
+WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+_WS = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+# After trimming: 1-200 characters, no NUL; any whitespace around them.
+TITLE_PATTERN = f"^[{_WS}]*[^{_WS}\\x00](?:[^\\x00]{{0,{TITLE_MAX - 2}}}[^{_WS}\\x00])?[{_WS}]*$"
+NO_NUL_PATTERN = "^[^\\x00]*$"
+USER_ID_PATTERN = f"^[^{_WS}/\\x00-\\x1f\\x7f-\\x9f]+$"
 
 
 def _check_text(value):
@@ -32,10 +41,13 @@ class Text(fields.String):
 
 
 class Title(Text):
-    """A title: surrounding whitespace stripped before the length check."""
+    """A title: surrounding whitespace stripped, then 1-200 characters."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        value = super()._deserialize(value, attr, data, **kwargs).strip(WHITESPACE)
+        if not 1 <= len(value) <= TITLE_MAX:
+            raise ValidationError("must be 1 to 200 characters after trimming whitespace.")
+        return value
 
 
 class StrictBoolean(fields.Boolean):
@@ -54,7 +66,9 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-TITLE_RULE = validate.Length(min=1, max=TITLE_MAX, error="must be 1 to 200 characters after trimming whitespace.")
+TITLE_DOC = {"pattern": TITLE_PATTERN, "example": "Buy milk",
+             "description": "1-200 characters after surrounding whitespace is trimmed; no NUL."}
+DESCRIPTION_DOC = {"pattern": NO_NUL_PATTERN, "description": "At most 1000 characters, kept as sent; no NUL."}
 DESCRIPTION_RULE = validate.Length(max=DESCRIPTION_MAX, error="must be at most 1000 characters.")
 MESSAGES = {"required": "is required.", "null": "must not be null.", "invalid": "must be a string."}
 ONE_OF = "must be one of: {choices}."
@@ -64,16 +78,17 @@ BOOL_MESSAGES = {**MESSAGES, "invalid": "must be true or false."}
 class TaskCreateSchema(StrictSchema):
     """Body of POST /api/{user_id}/tasks."""
 
-    title = Title(required=True, validate=TITLE_RULE, error_messages=MESSAGES, metadata={"example": "Buy milk"})
-    description = Text(allow_none=True, load_default=None, validate=DESCRIPTION_RULE, error_messages=MESSAGES)
+    title = Title(required=True, error_messages=MESSAGES, metadata=TITLE_DOC)
+    description = Text(allow_none=True, load_default=None, validate=DESCRIPTION_RULE, error_messages=MESSAGES,
+                       metadata=DESCRIPTION_DOC)
     completed = StrictBoolean(load_default=False, error_messages=BOOL_MESSAGES)
 
 
 class TaskUpdateSchema(StrictSchema):
     """Body of PUT /api/{user_id}/tasks/{task_id}: any of the fields, at least one."""
 
-    title = Title(validate=TITLE_RULE, error_messages=MESSAGES)
-    description = Text(allow_none=True, validate=DESCRIPTION_RULE, error_messages=MESSAGES)
+    title = Title(error_messages=MESSAGES, metadata=TITLE_DOC)
+    description = Text(allow_none=True, validate=DESCRIPTION_RULE, error_messages=MESSAGES, metadata=DESCRIPTION_DOC)
     completed = StrictBoolean(error_messages=BOOL_MESSAGES)
 
     @validates_schema
@@ -132,7 +147,7 @@ def check_user_id(value):
     """A user id as the contract allows it, else a ValidationError."""
     if not 1 <= len(value) <= USER_ID_MAX:
         raise ValidationError("user_id must be 1 to 128 characters.")
-    if any(ch == "/" or ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+    if any(ch == "/" or ch in WHITESPACE or unicodedata.category(ch) == "Cc" for ch in value):
         raise ValidationError("user_id must not contain whitespace, control characters or '/'.")
     _check_text(value)
     return value

@@ -1,0 +1,80 @@
+"""The scenarios, their Lua scripts and the targets each is held to."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal: `metric` of a result at most (or at least) `limit`."""
+
+    metric: str  # a key of the result's summary: p50_ms, p95_ms, p99_ms, errors, fraction, service_rss_mb
+    limit: float
+    at_least: bool = False
+    unit: str = ""
+
+    def describe(self):
+        label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS"}.get(self.metric, self.metric)
+        label = label.removesuffix("_ms")
+        limit = f"{self.limit:.0%}" if self.metric == "fraction" else f"{self.limit:g}{self.unit}"
+        return f"{label} {'>=' if self.at_least else '<='} {limit}"
+
+    def check(self, summary):
+        """{target, value, passed} for this goal against a result's summary."""
+        value = summary.get(self.metric)
+        passed = value is not None and (value >= self.limit if self.at_least else value <= self.limit)
+        return {"target": self.describe(), "metric": self.metric, "limit": self.limit, "value": value,
+                "passed": passed}
+
+
+ZERO_ERRORS = Target("errors", 0)
+
+
+def p99(ms):
+    return Target("p99_ms", ms, unit=" ms")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: a Lua script under bench/ and the targets its result is held to."""
+
+    name: str
+    script: str
+    title: str
+    targets: tuple[Target, ...] = ()
+    uses_delete_pool: bool = False
+
+    def evaluate(self, summary):
+        """Every target's verdict; zero errors is always one of them."""
+        return [target.check(summary) for target in (ZERO_ERRORS, *self.targets)]
+
+
+# The HTTP ceiling: bench/baseline_app.py answers get.lua's requests with one constant task.
+BASELINE = Scenario("baseline", "get.lua", "Baseline: bare WSGI app, same gunicorn (the ceiling)")
+
+# In run order: reads first, then writes; creates go to other users, so the lists stay at 100 tasks.
+SCENARIOS = (
+    Scenario("get", "get.lua", "GET one task", (p99(50), Target("fraction", 0.35, at_least=True))),
+    Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
+    Scenario("list-10k", "list_big.lua", "GET 10,000-task user, pending by title",
+             (Target("p95_ms", 500, unit=" ms"),)),
+    Scenario("create", "create.lua", "POST a task", (p99(50),)),
+    Scenario("update", "update.lua", "PUT a task", (p99(50),)),
+    Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
+    Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
+    Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
+)
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+# Whole service (gunicorn master + workers), highest RSS seen over every scenario.
+SERVICE_RSS = Target("service_rss_mb", 256, unit=" MB")
+
+
+def select(names):
+    """The scenarios named in `names` (comma list, or None for all), always in run order."""
+    if not names:
+        return SCENARIOS
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    return tuple(scenario for scenario in SCENARIOS if scenario.name in wanted)
