@@ -8,9 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from todo_service.schemas import TASK_CREATE, TITLE_PATTERN, USER_ID_PATTERN, check_user_id
-
 from tests.test_tasks_api import create
+from todo_service.schemas import TASK_CREATE, TITLE_PATTERN, USER_ID_PATTERN, check_user_id
 
 
 def error(response, status, code, field="__any__"):

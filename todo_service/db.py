@@ -3,10 +3,13 @@
 import atexit
 import logging
 import os
+import select
+import time
 from contextlib import contextmanager
 
 import psycopg
 from flask import current_app
+from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -15,10 +18,23 @@ from .queries import QUERIES
 
 log = logging.getLogger(__name__)
 OUTAGE_WAIT_SECONDS = 0.5
+# psycopg_pool retries a lost connection with doubling delays until this many seconds have passed,
+# then gives up and lets the next request start a fresh attempt at once. Short, so that a database
+# that comes back is in use again within seconds rather than after a long backoff.
+RECONNECT_WINDOW_SECONDS = 5.0
 
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or did not answer in time."""
+
+    def __init__(self, message, retryable=False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# The server ended the session before running the statement (admin or crash shutdown, terminated
+# backend): it answers with one of these instead of a result, so running it again is safe.
+SERVER_ENDED_SESSION = {"57P01", "57P02", "57P03"}
 
 
 def resolve_url(settings):
@@ -55,8 +71,8 @@ def make_pool(settings, url=None):
         timeout=settings.pool_timeout,
         max_idle=settings.pool_max_idle,
         max_lifetime=settings.pool_max_lifetime,
-        check=ConnectionPool.check_connection if settings.pool_check == "checkout" else None,
-        reconnect_timeout=float("inf"),
+        reconnect_timeout=RECONNECT_WINDOW_SECONDS,
+        reconnect_failed=lambda pool: log.info("pool %s: reconnecting on the next request", pool.name),
         name="todo_service",
         open=False,
     )
@@ -93,28 +109,82 @@ def _first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _looks_dead(conn):
+    """True when the server has closed or is closing this idle connection.
+
+    An idle connection has nothing to read; if its socket is readable, the server sent a FATAL
+    notice (restart, pg_terminate_backend, an idle timeout such as Neon's) or closed it. One
+    zero-timeout poll, no round trip.
+    """
+    if conn.closed or conn.pgconn.status != ConnStatus.OK:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _looks_dead_by_query(conn):
+    """The thorough check: a round trip with an empty statement."""
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        return True
+    return False
+
+
+CHECKS = {"poll": _looks_dead, "query": _looks_dead_by_query, "none": lambda conn: False}
+
+
+def _checkout(pool, timeout, check):
+    """A connection that passes `check`; dead ones are closed and replaced without waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+        if not check(conn):
+            return conn
+        conn.close()
+        pool.putconn(conn)  # the pool notices it is closed and opens a replacement
+
+
 @contextmanager
 def connection():
     """A pooled connection; connection-level failures become DatabaseUnavailable."""
     settings = current_app.config["SETTINGS"]
+    pool = get_pool()
     # While the database is known to be down, wait briefly: answer 503 fast instead of queueing.
     timeout = settings.pool_timeout if _Health.up else min(settings.pool_timeout, OUTAGE_WAIT_SECONDS)
     try:
-        with get_pool().connection(timeout=timeout) as conn:
-            if settings.pgbouncer and settings.statement_timeout_ms:
-                with conn.transaction():
-                    QUERIES.set_statement_timeout.run(conn, timeout=str(settings.statement_timeout_ms))
-                    yield conn
-            else:
-                yield conn
+        conn = _checkout(pool, timeout, CHECKS[settings.pool_check])
     except (psycopg.OperationalError, PoolTimeout) as exc:
         _Health.mark(False, _first_line(exc))
         raise DatabaseUnavailable(_first_line(exc)) from exc
+    try:
+        if settings.pgbouncer and settings.statement_timeout_ms:
+            with conn.transaction():
+                QUERIES.set_statement_timeout.run(conn, timeout=str(settings.statement_timeout_ms))
+                yield conn
+        else:
+            yield conn
+    except psycopg.OperationalError as exc:
+        retryable = exc.sqlstate in SERVER_ENDED_SESSION
+        if not retryable:
+            _Health.mark(False, _first_line(exc))
+        raise DatabaseUnavailable(_first_line(exc), retryable) from exc
+    finally:
+        pool.putconn(conn)
     _Health.mark(True)
 
 
 def run(name, **params):
-    """Run one named statement on a pooled connection and return its result."""
+    """Run one named statement on a pooled connection and return its result.
+
+    Once more on another connection when the server ended the session instead of running it.
+    """
+    try:
+        with connection() as conn:
+            return QUERIES[name].run(conn, **params)
+    except DatabaseUnavailable as exc:
+        if not exc.retryable:
+            raise
     with connection() as conn:
         return QUERIES[name].run(conn, **params)
 

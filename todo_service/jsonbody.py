@@ -8,6 +8,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .errors import ApiError, invalid_json
 
 MAX_BODY_BYTES = 64 * 1024
+# A client that goes silent mid-body for this long gets 400 and frees its worker thread.
+BODY_IDLE_TIMEOUT_SECONDS = 5.0
 
 
 def _reject_constant(name):
@@ -30,6 +32,9 @@ def _is_json(mimetype, charset):
 
 def json_object():
     """The body as a dict; raises ApiError (415/422) or lets Werkzeug raise 413 for oversized bodies."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(BODY_IDLE_TIMEOUT_SECONDS)
     data = request.get_data(cache=False)
     if len(data) >= MAX_BODY_BYTES and request.content_length is None and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()  # a chunked body longer than the limit: Werkzeug only truncates it
