@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev migrate seed test test-fast lint sql-lint schema sql-plan bench bench-quick clean
+.PHONY: help install run dev migrate seed test lint sql-lint schema sql-plan bench bench-quick clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,8 +33,24 @@ migrate: $(STAMP) ## Apply pending migrations
 seed: $(STAMP) ## Demo data: make seed USERS=10 TASKS=20
 	$(BIN)/flask --app wsgi:app seed --users $${USERS:-10} --tasks $${TASKS:-20}
 
-test: $(STAMP) ## Run every test (embedded PostgreSQL, or TEST_DATABASE_URL)
+# The API tests that run a second time with every connection through a real PgBouncer.
+PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_errors.py \
+	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
+	tests/test_fuzz.py
+
+# $(call debian,NAME): make sure a Debian package's program exists; as root, install it.
+define debian
+	@command -v $(1) >/dev/null || [ -x /usr/sbin/$(1) ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing the Debian package $(1)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	  else echo "$(1) is not installed; install it with: sudo apt-get install $(1)" >&2; exit 1; fi; }
+endef
+
+test: $(STAMP) ## Every test: embedded PostgreSQL (or TEST_DATABASE_URL), then the API tests via PgBouncer
+	$(call debian,pgbouncer)
 	$(BIN)/pytest
+	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 
 lint: $(STAMP) ## ruff, sqlfluff + squawk, hadolint
 	$(BIN)/ruff check .
@@ -53,3 +70,15 @@ clean: ## Remove the venv, caches and local database data
 
 sql-plan: $(STAMP) ## EXPLAIN (ANALYZE, BUFFERS) of every API statement on 1,000,000 rows
 	$(BIN)/python -m todo_service.sqlplan
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report in docs/performance.md (BENCH_ARGS=...)
+	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)
+	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)

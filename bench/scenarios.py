@@ -13,6 +13,8 @@ class Target:
     unit: str = ""
 
     def describe(self):
+        if self.metric == "errors":
+            return "no errors"
         label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS"}.get(self.metric, self.metric)
         label = label.removesuffix("_ms")
         limit = f"{self.limit:.0%}" if self.metric == "fraction" else f"{self.limit:g}{self.unit}"
@@ -74,6 +76,8 @@ def select(names):
     if not names:
         return SCENARIOS
     wanted = [name.strip() for name in names.split(",") if name.strip()]
+    if not wanted:
+        raise ValueError("--scenarios names no scenario")
     unknown = [name for name in wanted if name not in BY_NAME]
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +115,11 @@ class Gunicorn:
                 [str(GUNICORN), "-c", "gunicorn.conf.py", self.app],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:  # not ready, or Ctrl-C meanwhile: no __exit__ will run, so stop it here
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout):
@@ -131,6 +135,14 @@ class Gunicorn:
                 time.sleep(0.1)
         raise RuntimeError(f"gunicorn ({self.app}) did not answer within {timeout}s; see {self.log_path}")
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        code = self.stop()
+        if code:  # graceful shutdown failed: worth a look, though the numbers already stand
+            print(f"warning: gunicorn ({self.app}) exited with {code}; see {self.log_path}", file=sys.stderr)
+
     def stop(self, timeout=30):
         """SIGTERM by PID (graceful shutdown), SIGKILL if it outlives `timeout`; return the exit code."""
         if self.proc is None or self.proc.poll() is not None:
@@ -143,40 +155,66 @@ class Gunicorn:
             return self.proc.wait()
 
 
-def tree_rss(pid):
-    """Resident memory of `pid` and all its descendants, in bytes (0 when it is gone)."""
+def tree_memory(pid):
+    """(RSS, PSS) in bytes of `pid` and all its descendants, summed; (0, 0) when it is gone.
+
+    RSS counts a shared page (forked code, PostgreSQL's shared buffers) once per process that
+    touched it; PSS splits it between them, so it is the honest total of a process tree.
+    """
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:  # a process that ended between listing and reading
-            pass
+        with suppress(psutil.Error):  # a process that ended between listing and reading
+            info = process.memory_full_info()
+            rss, pss = rss + info.rss, pss + info.pss
+    return rss, pss
+
+
+def tree_cpu(pid):
+    """CPU seconds (user + system) used so far by `pid` and its descendants; 0 when it is gone.
+
+    Unlike throughput, CPU per request hardly moves when other work shares the machine.
+    """
+    if not pid:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
     return total
 
 
 @dataclass
 class Peaks:
-    """Highest resident memory seen in one window, in MB (None: not measured)."""
+    """Highest memory seen in one window, in MB (None: not measured)."""
 
     service_mb: float | None = None
+    service_pss_mb: float | None = None
     database_mb: float | None = None
+    database_pss_mb: float | None = None
 
 
-class RssSampler:
-    """Samples the service's and PostgreSQL's process trees every `interval` seconds in a thread."""
+class ProcessMonitor:
+    """Watches the service's and PostgreSQL's process trees: memory every `interval` seconds in a
+    thread, CPU on demand, and waiting until both are idle."""
 
     def __init__(self, database, interval=0.2):
         self.database, self.interval = database, interval
         self.service_pid = None
-        self._peak_service = self._peak_db = 0
+        self._peaks = [0, 0, 0, 0]  # service RSS, service PSS, database RSS, database PSS
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="process-monitor", daemon=True)
 
     def start(self):
         self._thread.start()
@@ -186,13 +224,33 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def cpu(self, service_pid):
+        """(service, database) CPU seconds so far, for a before/after difference."""
+        return tree_cpu(service_pid), tree_cpu(self.database.server_pid())
+
+    def wait_idle(self, service_pid, busy_share=0.1, step=0.25, timeout=120):
+        """Wait until service and PostgreSQL together use under `busy_share` of one core for a `step`;
+        return for how many seconds they were still busy.
+
+        wrk hangs up at the end of a run, but the requests it had sent are still worked off (WSGI
+        cannot cancel them); without this wait that backlog would be measured in the next run.
+        """
+        started = busy_until = time.monotonic()
+        before = sum(self.cpu(service_pid))
+        while busy_until - started < timeout:
+            time.sleep(step)
+            now = sum(self.cpu(service_pid))
+            if now - before < busy_share * step:
+                break
+            before, busy_until = now, time.monotonic()
+        return round(busy_until - started, 1)
+
     def _sample(self):
-        service = tree_rss(self.service_pid) if self.service_pid else 0
+        service = tree_memory(self.service_pid) if self.service_pid else (0, 0)
         db_pid = self.database.server_pid()
-        database = tree_rss(db_pid) if db_pid else 0
+        database = tree_memory(db_pid) if db_pid else (0, 0)
         with self._lock:
-            self._peak_service = max(self._peak_service, service)
-            self._peak_db = max(self._peak_db, database)
+            self._peaks = [max(peak, now) for peak, now in zip(self._peaks, (*service, *database), strict=True)]
 
     def _loop(self):
         while not self._stop.wait(self.interval):
@@ -203,12 +261,14 @@ class RssSampler:
         """Track `service_pid`'s tree; the yielded Peaks is filled when the block ends."""
         peaks = Peaks()
         with self._lock:
-            self.service_pid, self._peak_service, self._peak_db = service_pid, 0, 0
+            self.service_pid, self._peaks = service_pid, [0, 0, 0, 0]
         self._sample()
         try:
             yield peaks
         finally:
             self._sample()
             with self._lock:
-                peaks.service_mb = round(self._peak_service / MB, 1)
-                peaks.database_mb = round(self._peak_db / MB, 1) if self.database.server_pid() else None
+                service_rss, service_pss, db_rss, db_pss = (round(value / MB, 1) for value in self._peaks)
+            peaks.service_mb, peaks.service_pss_mb = service_rss, service_pss
+            if self.database.server_pid():
+                peaks.database_mb, peaks.database_pss_mb = db_rss, db_pss

@@ -7,15 +7,29 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.pgservers import PgBouncer, PgCluster
 from tests.support import LiveServer, database_url_for
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
 
 
+# `make test` runs the API tests a second time with this set: every connection the tests and the
+# service make then goes through a real PgBouncer in transaction pooling mode.
+THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
+SERVICE_ENV = {"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}
+
+
 @pytest.fixture(scope="session")
 def server_url():
     """URL of a PostgreSQL server with a maintenance database to create test databases in."""
+    if THROUGH_PGBOUNCER:
+        cluster = PgCluster("behind-pgbouncer").init().start()
+        bouncer = PgBouncer(cluster.port).start()
+        yield bouncer.url()
+        bouncer.stop()
+        cluster.destroy()
+        return
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
@@ -40,7 +54,8 @@ def database_url(server_url):
 @pytest.fixture
 def sql_conn(database_url):
     """A direct connection to the test database, for arranging and inspecting rows."""
-    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row,
+                         prepare_threshold=None) as conn:
         yield conn
 
 
@@ -53,7 +68,7 @@ def clean_db(sql_conn):
 def settings_for(database_url, **overrides):
     """Settings as the service would read them, pointed at `database_url`."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_DIRECT")}
-    env.update(DATABASE_URL=database_url, MIGRATE_ON_START="false", **overrides)
+    env.update(DATABASE_URL=database_url, MIGRATE_ON_START="false", **SERVICE_ENV, **overrides)
     return load_settings(env)
 
 
@@ -73,7 +88,8 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(database_url):
     """A real gunicorn (gunicorn.conf.py, two workers) on 127.0.0.1, stopped by PID afterwards."""
-    server = LiveServer({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "MIGRATE_ON_START": "false"})
+    server = LiveServer({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "MIGRATE_ON_START": "false",
+                         **SERVICE_ENV})
     server.start()
     yield server
     server.stop()

@@ -122,11 +122,13 @@ ignore_startup_parameters = extra_float_digits
 logfile = {self.base / "pgbouncer.log"}
 """)
         args = [self.binary, str(ini)] + (["-u", RUN_AS] if _as_root() else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Not a pipe: nobody reads it during the tests, and a full pipe would freeze pgbouncer.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited: {self.proc.stderr.read()}")
+                log = self.base / "pgbouncer.log"
+                raise RuntimeError(f"pgbouncer exited: {log.read_text() if log.exists() else ''}")
             try:
                 with psycopg.connect(self.url(), connect_timeout=2, prepare_threshold=None) as conn:
                     conn.execute("SELECT 1")

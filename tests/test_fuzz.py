@@ -14,7 +14,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 def test_schemathesis_finds_nothing(live_server, tmp_path):
     result = subprocess.run(
         [str(SCHEMATHESIS), "run", live_server.url("/openapi.json"), "--checks", "all", "--max-examples", "60",
-         "--seed", "20261126", "--workers", "2", "--no-color", "--request-timeout", "10",
+         "--seed", "20261126", "--no-color", "--request-timeout", "10",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )

@@ -6,7 +6,9 @@ import psycopg
 import pytest
 import requests
 
+from tests.conftest import SERVICE_ENV
 from tests.support import LiveServer, free_port
+from todo_service.migrate import migration_files
 
 
 def failed_start(env, within=5.0):
@@ -67,3 +69,20 @@ def test_embedded_database_serves_and_stops_with_the_server(tmp_path):
         assert titles == ["embedded"]
     finally:
         assert server.stop() == 0
+
+
+def test_instances_starting_together_migrate_an_empty_database_once(empty_database):
+    env = {"DATABASE_URL": empty_database, "MIGRATE_ON_START": "true", "WEB_CONCURRENCY": "1", **SERVICE_ENV}
+    servers = [LiveServer(env) for _ in range(3)]
+    for server in servers:
+        server.start(wait=False)
+    try:
+        for server in servers:
+            server.wait_ready()
+            assert requests.post(server.url("/api/a/tasks"), json={"title": "t"}, timeout=10).status_code == 201
+    finally:
+        codes = [server.stop() for server in servers]
+    assert codes == [0, 0, 0]
+    with psycopg.connect(empty_database, prepare_threshold=None) as conn:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [version for version, _, _ in migration_files()]
