@@ -63,9 +63,7 @@ def service_env(database_url):
     """The inherited environment (tuning variables pass through) with the bench database."""
     env = dict(os.environ, DATABASE_URL=database_url)
     env.pop("DATABASE_URL_DIRECT", None)  # would send migrations elsewhere
-    # One INFO line per request would be measured too; warning is the production setting.
-    env.setdefault("LOG_LEVEL", "warning")
-    return env
+    return env  # production settings: one INFO log line per request is part of what is measured
 
 
 def settings_in_force(env):

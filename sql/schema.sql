@@ -15,6 +15,14 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
+-- Name: api_timestamp(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_timestamp(ts timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN to_char((ts AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text);
+
+--
 -- Name: tasks_touch_updated_at(); Type: FUNCTION; Schema: public; Owner: -
 --
 

@@ -13,7 +13,6 @@ from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
 
-
 # `make test` runs the API tests a second time with this set: every connection the tests and the
 # service make then goes through a real PgBouncer in transaction pooling mode.
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"

@@ -18,7 +18,8 @@ _WS = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u
 # After trimming: 1-200 characters, no NUL; any whitespace around them.
 TITLE_PATTERN = f"^[{_WS}]*[^{_WS}\\x00](?:[^\\x00]{{0,{TITLE_MAX - 2}}}[^{_WS}\\x00])?[{_WS}]*$"
 NO_NUL_PATTERN = "^[^\\x00]*$"
-USER_ID_PATTERN = f"^[^{_WS}/\\x00-\\x1f\\x7f-\\x9f]+$"
+# Ends in a lookahead, not `$`: Python's `$` also matches before a final newline.
+USER_ID_PATTERN = f"^[^{_WS}/\\x00-\\x1f\\x7f-\\x9f]+(?![\\s\\S])"
 
 
 def _check_text(value):
@@ -117,7 +118,7 @@ class ListQuerySchema(Schema):
 
 
 class TaskSchema(Schema):
-    """A task as the API returns it (built by responses.task_payload)."""
+    """A task as the API returns it (shaped by the SQL in sql/queries/tasks.sql)."""
 
     id = fields.Integer(dump_only=True, metadata={"example": 42})
     user_id = fields.String(dump_only=True, metadata={"example": "alice"})

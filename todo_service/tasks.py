@@ -7,7 +7,7 @@ from werkzeug.routing import BaseConverter
 from . import dao
 from .errors import validation_error
 from .jsonbody import json_object
-from .responses import json_response, no_content, task_payload
+from .responses import json_response, no_content
 from .schemas import LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user:user_id>/tasks")
@@ -54,8 +54,7 @@ def pull_user_id(endpoint, values):
 def list_tasks():
     """List the user's tasks."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
-    rows = dao.list_tasks(g.user_id, args["status"], args["sort"], args["order"])
-    return json_response([task_payload(row) for row in rows])
+    return json_response(dao.list_tasks(g.user_id, args["status"], args["sort"], args["order"]))
 
 
 @bp.post("")
@@ -64,13 +63,13 @@ def create_task():
     data = _load(TASK_CREATE.load, json_object())
     row = dao.create_task(g.user_id, data["title"], data["description"], data["completed"])
     location = f"{request.path}/{row['id']}"
-    return json_response(task_payload(row), 201, {"Location": location})
+    return json_response(row, 201, {"Location": location})
 
 
 @bp.get("/<task_id>")
 def get_task(task_id):
     """Get one task."""
-    return json_response(task_payload(dao.get_task(g.user_id, _task_id(task_id))))
+    return json_response(dao.get_task(g.user_id, _task_id(task_id)))
 
 
 @bp.put("/<task_id>")
@@ -78,13 +77,13 @@ def update_task(task_id):
     """Update any of a task's title, description and completed."""
     task_id = _task_id(task_id)
     changes = _load(TASK_UPDATE.load, json_object())
-    return json_response(task_payload(dao.update_task(g.user_id, task_id, changes)))
+    return json_response(dao.update_task(g.user_id, task_id, changes))
 
 
 @bp.patch("/<task_id>/complete")
 def toggle_task(task_id):
     """Flip a task's completed flag."""
-    return json_response(task_payload(dao.toggle_task(g.user_id, _task_id(task_id))))
+    return json_response(dao.toggle_task(g.user_id, _task_id(task_id)))
 
 
 @bp.delete("/<task_id>")

@@ -1,5 +1,6 @@
 -- Statements on the tasks table. Conventions: sql/README.md.
 -- Every statement filters by user_id, so a caller only ever reads or changes its own rows.
+-- Tasks come back in the API's shape: timestamps already formatted by api_timestamp (0003).
 
 -- name: create_task :one
 -- Insert a task for a user and return it as stored (defaults and timestamps included).
@@ -7,13 +8,17 @@
 -- index: none (insert; no lookup)
 INSERT INTO tasks (user_id, title, description, completed)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s)
-RETURNING id, user_id, title, description, completed, created_at, updated_at;
+RETURNING
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
 
 -- name: get_task :one
 -- Fetch one task of one user; no row when it is missing or belongs to someone else.
 -- params: user_id, id
 -- index: tasks_pkey
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE id = %(id)s AND user_id = %(user_id)s;
 
@@ -28,7 +33,9 @@ SET
     description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE description END,
     completed = coalesce(%(completed)s::boolean, completed)
 WHERE id = %(id)s AND user_id = %(user_id)s
-RETURNING id, user_id, title, description, completed, created_at, updated_at;
+RETURNING
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
 
 -- name: toggle_task :one
 -- Flip completed atomically in one statement; concurrent toggles serialise on the row lock.
@@ -37,7 +44,9 @@ RETURNING id, user_id, title, description, completed, created_at, updated_at;
 UPDATE tasks
 SET completed = NOT completed
 WHERE id = %(id)s AND user_id = %(user_id)s
-RETURNING id, user_id, title, description, completed, created_at, updated_at;
+RETURNING
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
 
 -- name: delete_task :execrows
 -- Delete one task of one user; 0 rows when it is missing or belongs to someone else.
@@ -62,7 +71,9 @@ FROM generate_series(1, %(count)s::integer) AS g;
 -- List all tasks of a user, by creation time ascending; ties by id.
 -- params: user_id
 -- index: tasks_user_created_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY created_at ASC, id ASC;
@@ -71,7 +82,9 @@ ORDER BY created_at ASC, id ASC;
 -- List all tasks of a user, by creation time descending; ties by id.
 -- params: user_id
 -- index: tasks_user_created_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY created_at DESC, id DESC;
@@ -80,7 +93,9 @@ ORDER BY created_at DESC, id DESC;
 -- List all tasks of a user, by last change ascending; ties by id.
 -- params: user_id
 -- index: tasks_user_updated_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY updated_at ASC, id ASC;
@@ -89,7 +104,9 @@ ORDER BY updated_at ASC, id ASC;
 -- List all tasks of a user, by last change descending; ties by id.
 -- params: user_id
 -- index: tasks_user_updated_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY updated_at DESC, id DESC;
@@ -98,7 +115,9 @@ ORDER BY updated_at DESC, id DESC;
 -- List all tasks of a user, by title, case-insensitive, ascending; ties by id.
 -- params: user_id
 -- index: tasks_user_title_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY lower(title) ASC, id ASC;
@@ -107,7 +126,9 @@ ORDER BY lower(title) ASC, id ASC;
 -- List all tasks of a user, by title, case-insensitive, descending; ties by id.
 -- params: user_id
 -- index: tasks_user_title_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
 ORDER BY lower(title) DESC, id DESC;
@@ -116,7 +137,9 @@ ORDER BY lower(title) DESC, id DESC;
 -- List a user's tasks with the given completed flag, by creation time ascending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_created_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY created_at ASC, id ASC;
@@ -125,7 +148,9 @@ ORDER BY created_at ASC, id ASC;
 -- List a user's tasks with the given completed flag, by creation time descending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_created_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY created_at DESC, id DESC;
@@ -134,7 +159,9 @@ ORDER BY created_at DESC, id DESC;
 -- List a user's tasks with the given completed flag, by last change ascending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_updated_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY updated_at ASC, id ASC;
@@ -143,7 +170,9 @@ ORDER BY updated_at ASC, id ASC;
 -- List a user's tasks with the given completed flag, by last change descending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_updated_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY updated_at DESC, id DESC;
@@ -152,7 +181,9 @@ ORDER BY updated_at DESC, id DESC;
 -- List a user's tasks with the given completed flag, by title, case-insensitive, ascending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_title_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY lower(title) ASC, id ASC;
@@ -161,7 +192,9 @@ ORDER BY lower(title) ASC, id ASC;
 -- List a user's tasks with the given completed flag, by title, case-insensitive, descending; ties by id.
 -- params: user_id, completed
 -- index: tasks_user_status_title_idx
-SELECT id, user_id, title, description, completed, created_at, updated_at
+SELECT
+    id, user_id, title, description, completed,
+    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY lower(title) DESC, id DESC;
