@@ -133,8 +133,10 @@ def load_settings(env=None):
     database_url = _database_url(env, "DATABASE_URL")
     pgbouncer = _bool(env, "DATABASE_PGBOUNCER", _detect_pooler(database_url))
     prepare = _int(env, "DATABASE_PREPARE_THRESHOLD", 5, 0, 1000)
-    pool_min = _int(env, "DB_POOL_MIN_SIZE", 2, 0, 100)
-    pool_max = _int(env, "DB_POOL_MAX_SIZE", 4, 1, 100)
+    threads = _int(env, "GUNICORN_THREADS", 4, 1, 256)
+    # One connection per worker thread, opened up front: no thread waits for one, none sits idle.
+    pool_min = _int(env, "DB_POOL_MIN_SIZE", threads, 0, 100)
+    pool_max = _int(env, "DB_POOL_MAX_SIZE", max(threads, pool_min), 1, 100)
     if pool_max < pool_min:
         raise ConfigError(f"DB_POOL_MAX_SIZE={pool_max} is below DB_POOL_MIN_SIZE={pool_min}")
     return Settings(
@@ -159,5 +161,5 @@ def load_settings(env=None):
         data_dir=PROJECT_ROOT / _raw(env, "EMBEDDED_DATA_DIR", ".data/postgres"),
         web_concurrency=_int(env, "WEB_CONCURRENCY", 0, 0, 256),
         worker_class=_choice(env, "GUNICORN_WORKER_CLASS", "gthread", {"sync", "gthread", "gevent"}),
-        threads=_int(env, "GUNICORN_THREADS", 4, 1, 256),
+        threads=threads,
     )

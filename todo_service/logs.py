@@ -50,3 +50,5 @@ def configure(level="INFO", fmt="text"):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # psycopg's pool narrates every checkout at INFO: noise in the logs and CPU on every request.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.WARNING, root.level))
