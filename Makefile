@@ -24,7 +24,8 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 run: $(STAMP) ## Serve with gunicorn (gunicorn.conf.py); embedded PostgreSQL unless DATABASE_URL is set
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-dev: $(STAMP) ## Flask debug server with reload on 127.0.0.1:8000
+dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000
+	$(BIN)/flask --app wsgi:app migrate
 	$(BIN)/flask --app wsgi:app run --debug --host $${API_HOST:-127.0.0.1} --port $${API_PORT:-8000}
 
 migrate: $(STAMP) ## Apply pending migrations

@@ -28,8 +28,8 @@ Both need wrk (`sudo apt-get install wrk`) and install `requirements-bench.txt` 
 `bench/run.py` starts a fresh PostgreSQL (the embedded one in `.data/bench-postgres-<pid>`, removed
 afterwards, or a new database on the server of `BENCH_DATABASE_URL`, dropped afterwards), applies
 the migrations and seeds 100 users x 100 tasks plus one user with 10,000 tasks. It serves the API
-as production does, `gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1, with `LOG_LEVEL=warning`
-(the production setting; at `info` every request writes a log line, which would be measured too).
+as production does, `gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1 with the production
+settings: the defaults (gunicorn's access log off, the service's one `info` log line per request).
 Each scenario is driven by wrk from a separate process, 100 connections, with a Lua script from
 `bench/`:
 

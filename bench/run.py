@@ -71,7 +71,7 @@ def settings_in_force(env):
     dotenv = {key: value for key, value in dotenv_values(ROOT / ".env").items() if value is not None}
     settings = load_settings({**dotenv, **env})
     return {
-        "workers": settings.web_concurrency or multiprocessing.cpu_count() * 2,  # as gunicorn.conf.py
+        "workers": settings.web_concurrency or multiprocessing.cpu_count(),  # as gunicorn.conf.py
         "worker_class": settings.worker_class,
         "threads": settings.threads,
         "pool_min_size": settings.pool_min_size,

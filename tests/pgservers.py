@@ -51,13 +51,22 @@ class PgCluster:
         self.data = self.base / "data"
         self.port = free_port()
 
-    def url(self, dbname="postgres"):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+    def url(self, dbname="postgres", password=None):
+        auth = f"postgres:{password}" if password else "postgres"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
 
-    def init(self):
+    def init(self, password=None):
+        """initdb; with `password`, connections must authenticate with SCRAM."""
         shutil.rmtree(self.base, ignore_errors=True)
         _prepare_dir(self.base)
-        _run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        auth = ["--auth=trust"]
+        if password:
+            pwfile = self.base / "pwfile"
+            pwfile.write_text(password + "\n")
+            if _as_root():
+                shutil.chown(pwfile, RUN_AS)
+            auth = ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
+        _run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", *auth])
         return self
 
     def start(self):

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from tests.conftest import SERVICE_ENV
+from tests.pgservers import PgCluster
 from tests.support import LiveServer, free_port
 from todo_service.migrate import migration_files
 
@@ -38,6 +39,37 @@ def test_unknown_database_is_named(server_url):
     url = psycopg.conninfo.make_conninfo(server_url, dbname="no_such_db_here")
     output = failed_start({"DATABASE_URL": url})
     assert 'database "no_such_db_here" does not exist' in output
+
+
+@pytest.fixture(scope="module")
+def guarded_cluster():
+    """A PostgreSQL that wants a password and offers no TLS."""
+    cluster = PgCluster("guarded").init(password="right-password").start()
+    yield cluster
+    cluster.destroy()
+
+
+def test_wrong_password_is_named(guarded_cluster):
+    output = failed_start({"DATABASE_URL": guarded_cluster.url(password="wrong-password")})
+    line = next(line for line in output.splitlines() if "startup failed" in line)
+    assert "authentication failed for user postgres" in line
+    assert "wrong-password" not in output
+
+
+def test_refused_tls_is_named(guarded_cluster):
+    output = failed_start({"DATABASE_URL": guarded_cluster.url(password="right-password") + "?sslmode=require"})
+    line = next(line for line in output.splitlines() if "startup failed" in line)
+    assert "TLS refused: the server does not support SSL" in line
+    assert "right-password" not in output
+
+
+def test_right_password_starts(guarded_cluster):
+    server = LiveServer({"DATABASE_URL": guarded_cluster.url(password="right-password"), "WEB_CONCURRENCY": "1"})
+    server.start()
+    try:
+        assert requests.post(server.url("/api/a/tasks"), json={"title": "t"}, timeout=10).status_code == 201
+    finally:
+        assert server.stop() == 0
 
 
 @pytest.mark.parametrize("name,value", [("API_PORT", "abc"), ("DB_POOL_MAX_SIZE", "lots"), ("LOG_FORMAT", "xml")])

@@ -133,7 +133,7 @@ def load_settings(env=None):
     database_url = _database_url(env, "DATABASE_URL")
     pgbouncer = _bool(env, "DATABASE_PGBOUNCER", _detect_pooler(database_url))
     prepare = _int(env, "DATABASE_PREPARE_THRESHOLD", 5, 0, 1000)
-    threads = _int(env, "GUNICORN_THREADS", 4, 1, 256)
+    threads = _int(env, "GUNICORN_THREADS", 8, 1, 256)
     # One connection per worker thread, opened up front: no thread waits for one, none sits idle.
     pool_min = _int(env, "DB_POOL_MIN_SIZE", threads, 0, 100)
     pool_max = _int(env, "DB_POOL_MAX_SIZE", max(threads, pool_min), 1, 100)
