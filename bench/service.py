@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from todo_service import embedded
+from todo_service.scratch import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -66,13 +64,10 @@ class ExternalDatabase:
 
     def __init__(self, server_url):
         self.server_url = server_url
-        self.name = f"todo_bench_{os.getpid()}_{int(time.time())}"
-        self.url = None
+        self.name = self.url = None
 
     def open(self):
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-        self.url = make_conninfo(self.server_url, dbname=self.name)
+        self.name, self.url = create_database(self.server_url, "todo_bench")
         return self.url
 
     def server_pid(self):
@@ -80,11 +75,8 @@ class ExternalDatabase:
         return None
 
     def close(self):
-        if self.url is None:
-            return
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            # FORCE: a worker killed mid-request may leave a session behind.
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        if self.name is not None:
+            drop_database(self.server_url, self.name)
 
 
 def make_database():

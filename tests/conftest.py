@@ -1,22 +1,27 @@
 """Fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL), a migrated database, the app, a live gunicorn."""
 
 import os
-import uuid
+import shutil
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from tests.pgservers import PgBouncer, PgCluster
-from tests.support import LiveServer, database_url_for
+from tests.support import LOG_DIR, LiveServer
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
+from todo_service.scratch import scratch_database
 
 # `make test` runs the API tests a second time with this set: every connection the tests and the
 # service make then goes through a real PgBouncer in transaction pooling mode.
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
 SERVICE_ENV = {"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}
+
+
+def pytest_sessionstart(session):
+    """Start each session with no gunicorn logs left from earlier ones."""
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +45,9 @@ def server_url():
 @pytest.fixture(scope="session")
 def database_url(server_url):
     """A fresh, migrated database for this test session, dropped at the end."""
-    name = f"todo_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url_for(server_url, name)
-    migrate(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "todo_test") as url:
+        migrate(url)
+        yield url
 
 
 @pytest.fixture
@@ -97,9 +97,5 @@ def live_server(database_url):
 @pytest.fixture
 def empty_database(server_url):
     """A new, empty database (no migrations), dropped afterwards."""
-    name = f"todo_empty_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield database_url_for(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "todo_empty") as url:
+        yield url

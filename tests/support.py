@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import requests
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
+LOG_DIR = ROOT / ".data" / "test-logs"  # git-ignored; emptied at the start of each test session
 
 
 def free_port():
@@ -20,15 +20,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def database_url_for(url, dbname):
-    """`url` pointed at another database, other options kept."""
-    return make_conninfo(url, dbname=dbname)
-
-
-def url_parts(url):
-    return conninfo_to_dict(url)
 
 
 class LiveServer:
@@ -39,10 +30,10 @@ class LiveServer:
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "LOG_LEVEL": "warning", **env}
         self.proc = None
-        self.log_path = ROOT / ".data" / f"gunicorn-{self.port}.log"
+        self.log_path = LOG_DIR / f"gunicorn-{self.port}.log"
 
     def start(self, wait=True, timeout=30):
-        self.log_path.parent.mkdir(exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = self.log_path.open("w+")
         self.proc = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],

@@ -58,7 +58,7 @@ def test_a_stalled_body_gets_4xx_and_frees_its_thread(api, live_server):
     """A silent client holds a worker thread for BODY_IDLE_TIMEOUT_SECONDS at most, then gets 400."""
     stalled = []
     started = time.monotonic()
-    for _ in range(10):  # more than one worker's four threads
+    for _ in range(20):  # more than one worker's eight threads
         sock = socket.create_connection(("127.0.0.1", live_server.port), timeout=60)
         sock.sendall(b"POST /api/slow/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 50\r\n\r\n{\"title\":")
@@ -67,7 +67,7 @@ def test_a_stalled_body_gets_4xx_and_frees_its_thread(api, live_server):
         reply = sock.recv(65536)
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
         sock.close()
-    # Ten stalls, at worst all queued on one worker's four threads: three rounds of the timeout.
+    # Twenty stalls, at worst all queued on one worker's eight threads: three rounds of the timeout.
     assert time.monotonic() - started < 3 * BODY_IDLE_TIMEOUT_SECONDS + 3
     assert api("POST", "/api/fast/tasks", json={"title": "served afterwards"}).status_code == 201
     assert api("GET", "/api/slow/tasks").json() == []

@@ -55,3 +55,17 @@ def test_misnamed_migration_file_is_refused(tmp_path):
     (tmp_path / "create_things.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNNN_what_it_does\.sql"):
         migration_files(tmp_path)
+
+
+def test_seed_command_creates_users_times_tasks(app, sql_conn):
+    result = app.test_cli_runner().invoke(args=["seed", "--users", "3", "--tasks", "7", "--prefix", "seeded-"])
+    assert result.exit_code == 0, result.output
+    assert "seeded 3 users x 7 tasks" in result.output
+    counts = sql_conn.execute("SELECT user_id, count(*) AS n FROM tasks GROUP BY user_id ORDER BY user_id").fetchall()
+    assert [(r["user_id"], r["n"]) for r in counts] == [("seeded-1", 7), ("seeded-2", 7), ("seeded-3", 7)]
+
+
+def test_migrate_command_reports_up_to_date(app):
+    result = app.test_cli_runner().invoke(args=["migrate"])
+    assert result.exit_code == 0, result.output
+    assert "database is up to date" in result.output

@@ -10,15 +10,13 @@ more is a design change for a reviewer, not a number to bump silently.
 """
 
 import json
-import uuid
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.support import database_url_for
 from todo_service.migrate import migrate
 from todo_service.queries import QUERIES
+from todo_service.scratch import scratch_database
 from todo_service.sqlplan import (
     BIG_USER,
     BIG_USER_ROWS,
@@ -43,17 +41,13 @@ CASES = {  # case -> (user or None for the generic plan, which budget)
 @pytest.fixture(scope="module")
 def big_db(server_url):
     """A migrated database holding the large data set, analysed."""
-    name = f"todo_plan_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url_for(server_url, name)
-    migrate(url)
-    seed_large_dataset(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM tasks WHERE user_id = %s", (BIG_USER,)).fetchone()[0] == BIG_USER_ROWS
-        yield conn
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "todo_plan") as url:
+        migrate(url)
+        seed_large_dataset(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            count = conn.execute("SELECT count(*) FROM tasks WHERE user_id = %s", (BIG_USER,)).fetchone()[0]
+            assert count == BIG_USER_ROWS
+            yield conn
 
 
 def test_every_api_statement_has_a_budget():

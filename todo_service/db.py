@@ -4,6 +4,7 @@ import atexit
 import logging
 import os
 import select
+import threading
 import time
 from contextlib import contextmanager
 
@@ -22,6 +23,7 @@ OUTAGE_WAIT_SECONDS = 0.5
 # then gives up and lets the next request start a fresh attempt at once. Short, so that a database
 # that comes back is in use again within seconds rather than after a long backoff.
 RECONNECT_WINDOW_SECONDS = 5.0
+_POOL_LOCK = threading.Lock()
 
 
 class DatabaseUnavailable(Exception):
@@ -82,10 +84,12 @@ def get_pool():
     """This process's pool, created on first use so every gunicorn worker gets its own."""
     state = current_app.extensions["todo_db"]
     if state.get("pid") != os.getpid():
-        pool = make_pool(current_app.config["SETTINGS"])
-        pool.open(wait=False)
-        atexit.register(pool.close)
-        state.update(pid=os.getpid(), pool=pool)
+        with _POOL_LOCK:  # a worker's threads may all arrive at once
+            if state.get("pid") != os.getpid():
+                pool = make_pool(current_app.config["SETTINGS"])
+                pool.open(wait=False)
+                atexit.register(pool.close)
+                state.update(pool=pool, pid=os.getpid())
     return state["pool"]
 
 
@@ -118,8 +122,9 @@ def _looks_dead(conn):
     """
     if conn.closed or conn.pgconn.status != ConnStatus.OK:
         return True
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    poller = select.poll()  # not select(): descriptors above 1023 are common in a busy worker
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _looks_dead_by_query(conn):
