@@ -2,6 +2,7 @@
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .db import connection, resolve_url
 from .migrate import migrate
@@ -9,6 +10,7 @@ from .queries import QUERIES
 
 
 @click.command("migrate")
+@with_appcontext
 def migrate_command():
     """Apply pending migrations from sql/migrations."""
     settings = current_app.config["SETTINGS"]
@@ -20,6 +22,7 @@ def migrate_command():
 @click.option("--users", default=10, show_default=True, type=click.IntRange(1, 100_000), help="How many users.")
 @click.option("--tasks", default=20, show_default=True, type=click.IntRange(1, 1_000_000), help="Tasks per user.")
 @click.option("--prefix", default="demo-user-", show_default=True, help="User ids are PREFIX1..PREFIXN.")
+@with_appcontext
 def seed_command(users, tasks, prefix):
     """Create demo data: USERS users with TASKS tasks each."""
     with connection() as conn, click.progressbar(range(1, users + 1), label="seeding users") as bar:

@@ -46,7 +46,7 @@ def prepare_error(conn, query):
     """None when PostgreSQL accepts the statement as written, else its error message."""
     result = conn.pgconn.prepare(f"vet_{query.name}".encode(), positional(query).encode())
     if result.status != ExecStatus.COMMAND_OK:
-        return result.get_error_message().decode().strip()
+        return result.get_error_message().strip()
     conn.pgconn.exec_(f"DEALLOCATE vet_{query.name}".encode())
     return None
 

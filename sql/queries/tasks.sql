@@ -1,6 +1,8 @@
 -- Statements on the tasks table. Conventions: sql/README.md.
 -- Every statement filters by user_id, so a caller only ever reads or changes its own rows.
 -- Tasks come back in the API's shape: timestamps already formatted by api_timestamp (0003).
+-- ORDER BY names tasks.created_at / tasks.updated_at: the bare names would mean the formatted text
+-- columns of the select list, which no index can serve.
 
 -- name: create_task :one
 -- Insert a task for a user and return it as stored (defaults and timestamps included).
@@ -76,7 +78,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
-ORDER BY created_at ASC, id ASC;
+ORDER BY tasks.created_at ASC, id ASC;
 
 -- name: list_tasks_all_created_desc :many
 -- List all tasks of a user, by creation time descending; ties by id.
@@ -87,7 +89,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
-ORDER BY created_at DESC, id DESC;
+ORDER BY tasks.created_at DESC, id DESC;
 
 -- name: list_tasks_all_updated_asc :many
 -- List all tasks of a user, by last change ascending; ties by id.
@@ -98,7 +100,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
-ORDER BY updated_at ASC, id ASC;
+ORDER BY tasks.updated_at ASC, id ASC;
 
 -- name: list_tasks_all_updated_desc :many
 -- List all tasks of a user, by last change descending; ties by id.
@@ -109,7 +111,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s
-ORDER BY updated_at DESC, id DESC;
+ORDER BY tasks.updated_at DESC, id DESC;
 
 -- name: list_tasks_all_title_asc :many
 -- List all tasks of a user, by title, case-insensitive, ascending; ties by id.
@@ -142,7 +144,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY created_at ASC, id ASC;
+ORDER BY tasks.created_at ASC, id ASC;
 
 -- name: list_tasks_by_status_created_desc :many
 -- List a user's tasks with the given completed flag, by creation time descending; ties by id.
@@ -153,7 +155,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY created_at DESC, id DESC;
+ORDER BY tasks.created_at DESC, id DESC;
 
 -- name: list_tasks_by_status_updated_asc :many
 -- List a user's tasks with the given completed flag, by last change ascending; ties by id.
@@ -164,7 +166,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY updated_at ASC, id ASC;
+ORDER BY tasks.updated_at ASC, id ASC;
 
 -- name: list_tasks_by_status_updated_desc :many
 -- List a user's tasks with the given completed flag, by last change descending; ties by id.
@@ -175,7 +177,7 @@ SELECT
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY updated_at DESC, id DESC;
+ORDER BY tasks.updated_at DESC, id DESC;
 
 -- name: list_tasks_by_status_title_asc :many
 -- List a user's tasks with the given completed flag, by title, case-insensitive, ascending; ties by id.
