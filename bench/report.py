@@ -47,7 +47,8 @@ Each scenario is driven by wrk from a separate process, 100 connections, with a 
 Every scenario must answer only 2xx, without socket errors: each response's status is checked in
 Lua, and any failure fails the run (exit status 1). The other targets, and the service's 256 MB,
 are reported but never fail it. A failed run keeps its `bench/results/<time>.json` but leaves
-`latest.json` and this page alone.
+`latest.json` and this page alone, and so does a quick or partial run (`--quick`, `--scenarios`):
+this page always shows the latest complete full run.
 
 The ceiling is `bench/baseline_app.py`, a bare WSGI app (no framework, no database) answering get's
 requests with one constant task under the same gunicorn settings; each scenario's throughput is

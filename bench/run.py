@@ -278,14 +278,19 @@ def main(argv=None):
         print(f"\nbenchmark could not run: {exc}", file=sys.stderr)
         return 2
     # A run with failed requests measured something else than the API: keep its file as evidence,
-    # but leave latest.json and the docs on the last good run.
-    path = report.write_json(result, latest=result["passed"])
+    # but leave latest.json and the docs on the last good run. So do quick and partial runs: the
+    # docs hold the latest complete full run.
+    complete = result["passed"] and not args.quick and args.scenarios is None
+    path = report.write_json(result, latest=complete)
     print()
     print(report.text_table(result))
     if not result["passed"]:
         print(f"\nresults: {path.relative_to(ROOT)} (latest.json and docs/performance.md left as they were)")
         report_failures(result)
         return 1
+    if not complete:
+        print(f"\nresults: {path.relative_to(ROOT)} (a quick or partial run: latest.json and the docs unchanged)")
+        return 0
     report.write_chart(result)
     report.write_doc(result)
     print(f"\nresults: {path.relative_to(ROOT)} and latest.json; report: docs/performance.md")
