@@ -147,19 +147,25 @@ class Gunicorn:
             return self.proc.wait()
 
 
+def _tree(pid):
+    """`pid` and all its descendants; [] when it is gone."""
+    if not pid:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def tree_memory(pid):
     """(RSS, PSS) in bytes of `pid` and all its descendants, summed; (0, 0) when it is gone.
 
     RSS counts a shared page (forked code, PostgreSQL's shared buffers) once per process that
     touched it; PSS splits it between them, so it is the honest total of a process tree.
     """
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0, 0
     rss = pss = 0
-    for process in processes:
+    for process in _tree(pid):
         with suppress(psutil.Error):  # a process that ended between listing and reading
             info = process.memory_full_info()
             rss, pss = rss + info.rss, pss + info.pss
@@ -171,15 +177,8 @@ def tree_cpu(pid):
 
     Unlike throughput, CPU per request hardly moves when other work shares the machine.
     """
-    if not pid:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0.0
-    for process in processes:
+    for process in _tree(pid):
         with suppress(psutil.Error):
             times = process.cpu_times()
             total += times.user + times.system

@@ -5,6 +5,7 @@ import shutil
 
 import psycopg
 import pytest
+import requests
 
 from tests.pgservers import PgBouncer, PgCluster
 from tests.support import LOG_DIR, LiveServer
@@ -92,6 +93,14 @@ def live_server(database_url):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def api(live_server, clean_db):
+    """`api(method, path, **requests_kwargs)` against the live gunicorn, on one keep-alive session."""
+    session = requests.Session()
+    yield lambda method, path, **kw: session.request(method, live_server.url(path), timeout=30, **kw)
+    session.close()
 
 
 @pytest.fixture

@@ -5,16 +5,8 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 ORIGIN = "http://localhost:3000"
-
-
-@pytest.fixture
-def api(live_server, clean_db):
-    session = requests.Session()
-    yield lambda method, path, **kw: session.request(method, live_server.url(path), timeout=10, **kw)
-    session.close()
 
 
 def raw_request(server, data, timeout=5):

@@ -12,13 +12,6 @@ from tests.test_http import raw_request
 from todo_service.jsonbody import BODY_IDLE_TIMEOUT_SECONDS
 
 
-@pytest.fixture
-def api(live_server, clean_db):
-    session = requests.Session()
-    yield lambda method, path, **kw: session.request(method, live_server.url(path), timeout=30, **kw)
-    session.close()
-
-
 def test_concurrent_puts_each_answer_a_whole_task_and_last_write_wins(api, live_server):
     task = api("POST", "/api/racer/tasks", json={"title": "start"}).json()
     url = live_server.url(f"/api/racer/tasks/{task['id']}")

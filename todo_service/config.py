@@ -24,26 +24,24 @@ def _raw(env, name, default):
     return value if value else default
 
 
-def _int(env, name, default, low, high):
+def _number(env, name, default, low, high, kind=int):
     raw = _raw(env, name, str(default))
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {noun}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is outside {low}..{high}")
     return value
+
+
+def _int(env, name, default, low, high):
+    return _number(env, name, default, low, high, int)
 
 
 def _float(env, name, default, low, high):
-    raw = _raw(env, name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
+    return _number(env, name, default, low, high, float)
 
 
 def _bool(env, name, default):
