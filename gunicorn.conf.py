@@ -24,6 +24,10 @@ bind = os.environ.get("GUNICORN_BIND") or f"{_settings.api_host}:{_settings.api_
 workers = _settings.web_concurrency or _cores
 worker_class = _settings.worker_class
 threads = _settings.threads  # the pool of each worker holds as many connections (config.py)
+# One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly. With
+# a shared socket the first worker to wake takes most of a burst of keep-alive connections, and the
+# clients on the busier worker wait about twice as long (docs/performance.md).
+reuse_port = True
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
@@ -35,9 +39,10 @@ max_requests = 0
 
 def on_starting(server):
     """Before any worker exists: pick the database, check it, migrate. Exit 1 with one line on failure."""
-    from todo_service.startup import StartupError, prepare_service
+    from todo_service.startup import StartupError, check_free, prepare_service
 
     try:
+        check_free(server.cfg.address)
         prepare_service()
     except StartupError as exc:
         logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)

@@ -23,6 +23,41 @@ CREATE FUNCTION public.api_timestamp(ts timestamp with time zone) RETURNS text
     RETURN to_char((ts AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text);
 
 --
+-- Name: bump_task_list_versions(text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.bump_task_list_versions(user_ids text[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO task_list_versions AS v (user_id, version)
+    SELECT DISTINCT changed.user_id, pg_current_xact_id()::text::bigint AS version
+    FROM unnest(user_ids) AS changed (user_id)
+    ORDER BY changed.user_id
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
+$$;
+
+--
+-- Name: tasks_bump_list_versions(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.tasks_bump_list_versions() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM new_rows));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM old_rows));
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM old_rows UNION SELECT user_id FROM new_rows));
+    ELSE
+        DELETE FROM task_list_versions;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: tasks_touch_updated_at(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -38,6 +73,15 @@ $$;
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
+
+--
+-- Name: task_list_versions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.task_list_versions (
+    user_id text NOT NULL,
+    version bigint NOT NULL
+);
 
 --
 -- Name: tasks; Type: TABLE; Schema: public; Owner: -
@@ -68,6 +112,13 @@ ALTER TABLE public.tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: task_list_versions task_list_versions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.task_list_versions
+    ADD CONSTRAINT task_list_versions_pkey PRIMARY KEY (user_id);
 
 --
 -- Name: tasks tasks_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -111,6 +162,30 @@ CREATE INDEX tasks_user_title_idx ON public.tasks USING btree (user_id, lower(ti
 --
 
 CREATE INDEX tasks_user_updated_idx ON public.tasks USING btree (user_id, updated_at, id);
+
+--
+-- Name: tasks tasks_list_version_delete; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER tasks_list_version_delete AFTER DELETE ON public.tasks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
+
+--
+-- Name: tasks tasks_list_version_insert; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER tasks_list_version_insert AFTER INSERT ON public.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
+
+--
+-- Name: tasks tasks_list_version_truncate; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER tasks_list_version_truncate AFTER TRUNCATE ON public.tasks FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
+
+--
+-- Name: tasks tasks_list_version_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER tasks_list_version_update AFTER UPDATE ON public.tasks REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
 
 --
 -- Name: tasks tasks_touch_updated_at; Type: TRIGGER; Schema: public; Owner: -

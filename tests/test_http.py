@@ -69,6 +69,14 @@ def test_simple_request_from_listed_origin_gets_credentials_never_star(api):
     assert "X-Request-ID" in response.headers.get("Access-Control-Expose-Headers", "")
 
 
+def test_a_request_without_origin_gets_no_cors_headers_but_varies_on_origin(api):
+    for response in (api("GET", "/api/alice/tasks"), api("GET", "/api/alice/tasks/999"), api("GET", "/nowhere")):
+        assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+        assert "origin" in response.headers["Vary"].lower()
+    with_origin = api("GET", "/api/alice/tasks", headers={"Origin": ORIGIN})
+    assert "origin" in with_origin.headers["Vary"].lower()
+
+
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost:3001", "null"])
 def test_unlisted_origin_gets_no_allow_origin(api, origin):
     for response in (

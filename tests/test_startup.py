@@ -1,5 +1,6 @@
 """Starting and stopping the real server: clear refusals, the embedded database, clean shutdown."""
 
+import socket
 import time
 
 import psycopg
@@ -118,3 +119,21 @@ def test_instances_starting_together_migrate_an_empty_database_once(empty_databa
     with psycopg.connect(empty_database, prepare_threshold=None) as conn:
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [version for version, _, _ in migration_files()]
+
+
+def test_a_port_in_use_stops_startup_with_a_clear_line(database_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        output = failed_start({"DATABASE_URL": database_url, "GUNICORN_BIND": f"127.0.0.1:{port}",
+                               "MIGRATE_ON_START": "false", **SERVICE_ENV})
+    lines = [line for line in output.splitlines() if "startup failed" in line]
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], output
+
+
+def test_a_second_server_on_the_same_port_is_refused(live_server, database_url):
+    output = failed_start({"DATABASE_URL": database_url, "GUNICORN_BIND": f"127.0.0.1:{live_server.port}",
+                           "MIGRATE_ON_START": "false", **SERVICE_ENV})
+    assert f"cannot listen on 127.0.0.1:{live_server.port}" in output
+    assert requests.get(live_server.url("/healthz"), timeout=5).status_code == 200

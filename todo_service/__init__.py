@@ -1,14 +1,10 @@
 """todo_service: the task API behind the Todo app."""
 
 from flask import Flask
-from flask_cors import CORS
 
-from . import cli, db, errors, health, logs, middleware, openapi, tasks
+from . import cli, cors, db, errors, health, listcache, logs, middleware, openapi, tasks
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
-
-CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-CORS_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
 
 
 def create_app(test_config=None):
@@ -22,9 +18,9 @@ def create_app(test_config=None):
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     app.url_map.converters["user"] = tasks.UserIdConverter
-    CORS(app, origins=list(settings.cors_origins), supports_credentials=True, methods=CORS_METHODS,
-         allow_headers=CORS_HEADERS, expose_headers=["Location", "X-Request-ID", "Retry-After"], max_age=600)
+    cors.init_app(app, settings.cors_origins)
     db.init_app(app)
+    listcache.init_app(app)
     middleware.init_app(app)
     cli.init_app(app)
     openapi.init_app(app)

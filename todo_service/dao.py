@@ -37,6 +37,12 @@ def list_tasks(user_id, status, sort, order):
     return run(name, user_id=user_id, completed=STATUS_FLAG[status])
 
 
+def list_version(user_id):
+    """The version of the user's lists (changes with every change to their tasks), or None if unknown."""
+    row = run("get_list_version", user_id=user_id)
+    return None if row is None else row["version"]
+
+
 def create_task(user_id, title, description, completed):
     """Insert a task and return it as stored."""
     return run("create_task", user_id=user_id, title=title, description=description, completed=completed)

@@ -40,7 +40,10 @@ class Query:
     source: str
 
     def run(self, conn, **params):
-        """Execute on `conn` with exactly the declared parameters; return what the kind says."""
+        """Execute on `conn` (a connection or a cursor) with exactly the declared parameters.
+
+        Returns what the kind says: a row, a list of rows, a row count or None.
+        """
         if params.keys() != self.params:
             raise TypeError(f"{self.name} takes {sorted(self.params)}, got {sorted(params)}")
         cur = conn.execute(self.sql, params or None)

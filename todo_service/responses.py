@@ -12,6 +12,11 @@ def json_response(payload, status=200, headers=None):
     return Response(orjson.dumps(payload), status=status, headers=headers, mimetype="application/json")
 
 
+def json_bytes_response(body, status=200):
+    """A response whose body is `body`, JSON already encoded."""
+    return Response(body, status=status, mimetype="application/json")
+
+
 def no_content():
     """204 with no body and no Content-Type."""
     response = Response(status=204)

@@ -22,7 +22,7 @@ TOTAL_ROWS = 1_000_000
 BIG_USER_ROWS = TOTAL_ROWS // 10
 PLAN_DATABASE = "todo_plan"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_")
+API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_", "get_list_version")
 
 
 def api_statements():

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -56,6 +57,26 @@ def check_database(url, timeout):
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         raise StartupError(explain(exc, url)) from None
+
+
+def check_free(addresses):
+    """StartupError if another process listens on one of the (host, port) `addresses`.
+
+    Each worker opens its own SO_REUSEPORT socket (gunicorn.conf.py). A second server doing the
+    same on the port would quietly share its traffic instead of failing, so probe with a plain
+    socket first, which any listener on the port refuses.
+    """
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue  # a unix socket path
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is fine
+            try:
+                probe.bind(address[:2])
+            except OSError as exc:
+                where, reason = f"{address[0]}:{address[1]}", exc.strerror
+                raise StartupError(f"cannot listen on {where}: {reason} (is another server running there?)") from None
 
 
 def prepare_service():

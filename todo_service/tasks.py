@@ -4,10 +4,10 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.routing import BaseConverter
 
-from . import dao
+from . import dao, listcache
 from .errors import validation_error
 from .jsonbody import json_object
-from .responses import json_response, no_content
+from .responses import json_bytes_response, json_response, no_content
 from .schemas import LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user:user_id>/tasks")
@@ -54,7 +54,7 @@ def pull_user_id(endpoint, values):
 def list_tasks():
     """List the user's tasks."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
-    return json_response(dao.list_tasks(g.user_id, args["status"], args["sort"], args["order"]))
+    return json_bytes_response(listcache.list_json(g.user_id, args["status"], args["sort"], args["order"]))
 
 
 @bp.post("")

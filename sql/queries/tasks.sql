@@ -200,3 +200,12 @@ SELECT
 FROM tasks
 WHERE user_id = %(user_id)s AND completed = %(completed)s
 ORDER BY lower(title) DESC, id DESC;
+
+-- name: get_list_version :one
+-- The version of a user's task lists (migration 0004): it changes with every committed change to
+-- the user's tasks. No row: no version known, so nothing may be served from a kept list.
+-- params: user_id
+-- index: task_list_versions_pkey
+SELECT version
+FROM task_list_versions
+WHERE user_id = %(user_id)s;

@@ -1,0 +1,172 @@
+"""Kept list renderings: never stale, whoever changed the tasks and however; bounded in size."""
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import settings_for
+from tests.test_tasks_api import create
+from todo_service import create_app, db
+from todo_service.listcache import ENTRY_OVERHEAD, ListCache
+from todo_service.migrate import MIGRATION_DIR, migrate
+
+
+def titles(client, user="keeper", query=""):
+    response = client.get(f"/api/{user}/tasks{query}")
+    assert response.status_code == 200
+    return sorted(t["title"] for t in response.get_json())
+
+
+def listed(client, user="keeper"):
+    response = client.get(f"/api/{user}/tasks")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_every_change_through_the_api_shows_in_the_next_list(client):
+    first = create(client, user="keeper", title="one")
+    assert titles(client) == titles(client) == ["one"]  # the second read is served from the cache
+    second = create(client, user="keeper", title="two")
+    assert titles(client) == ["one", "two"]
+    client.put(f"/api/keeper/tasks/{first['id']}", json={"title": "uno", "description": "d"})
+    assert titles(client) == ["two", "uno"]
+    assert [t["description"] for t in listed(client) if t["title"] == "uno"] == ["d"]
+    client.patch(f"/api/keeper/tasks/{second['id']}/complete")
+    assert titles(client, query="?status=completed") == ["two"]
+    assert titles(client, query="?status=pending") == ["uno"]
+    client.patch(f"/api/keeper/tasks/{second['id']}/complete")
+    assert titles(client, query="?status=completed") == []
+    client.delete(f"/api/keeper/tasks/{first['id']}")
+    assert titles(client) == ["two"]
+    assert titles(client, query="?status=pending") == ["two"]
+
+
+def test_changes_made_directly_in_sql_show_too(client, sql_conn):
+    task = create(client, user="keeper", title="one")
+    assert titles(client) == titles(client) == ["one"]
+    sql_conn.execute("INSERT INTO tasks (user_id, title) VALUES ('keeper', 'from sql')")
+    assert titles(client) == ["from sql", "one"]
+    sql_conn.execute("UPDATE tasks SET title = 'renamed' WHERE id = %s", (task["id"],))
+    assert titles(client) == ["from sql", "renamed"]
+    sql_conn.execute("DELETE FROM tasks WHERE title = 'from sql'")
+    assert titles(client) == ["renamed"]
+    sql_conn.execute("TRUNCATE tasks")
+    assert titles(client) == []
+    create(client, user="keeper", title="after truncate")
+    assert titles(client) == titles(client) == ["after truncate"]
+
+
+def test_a_change_in_an_open_transaction_shows_only_once_committed(client, database_url):
+    create(client, user="keeper", title="one")
+    assert titles(client) == ["one"]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO tasks (user_id, title) VALUES ('keeper', 'pending commit')")
+        assert titles(client) == ["one"]
+    assert titles(client) == ["one", "pending commit"]
+
+
+def test_lists_stay_correct_without_a_known_version(client, sql_conn):
+    create(client, user="keeper", title="one")
+    assert titles(client) == ["one"]
+    sql_conn.execute("DELETE FROM task_list_versions")
+    sql_conn.execute("UPDATE tasks SET title = 'unversioned change' WHERE user_id = 'keeper'")
+    sql_conn.execute("DELETE FROM task_list_versions")
+    assert titles(client) == titles(client) == ["unversioned change"]
+
+
+def test_users_never_see_each_others_kept_lists(client):
+    create(client, user="keeper", title="mine")
+    create(client, user="other", title="theirs")
+    for _ in range(2):
+        assert titles(client, user="keeper") == ["mine"]
+        assert titles(client, user="other") == ["theirs"]
+        assert titles(client, user="nobody") == []
+
+
+def test_lists_are_fresh_on_every_worker_of_a_real_server(api, live_server):
+    """Two gunicorn workers, each with its own cache; every new connection may land on either."""
+    url = live_server.url("/api/crosser/tasks")
+    for number in range(6):
+        created = api("POST", "/api/crosser/tasks", json={"title": f"task {number}"})
+        assert created.status_code == 201
+        for _ in range(4):  # a new connection each time: spread over both workers
+            answer = requests.get(url, timeout=10, headers={"Connection": "close"})
+            assert answer.status_code == 200
+            assert sorted(t["title"] for t in answer.json()) == [f"task {n}" for n in range(number + 1)]
+
+
+def test_concurrent_writers_and_readers_end_with_the_database_state(api, live_server, sql_conn):
+    def write(number):
+        task = api("POST", "/api/busy/tasks", json={"title": f"t{number}"}).json()
+        api("PATCH", f"/api/busy/tasks/{task['id']}/complete")
+        if number % 3 == 0:
+            api("DELETE", f"/api/busy/tasks/{task['id']}")
+
+    def read(_):
+        return requests.get(live_server.url("/api/busy/tasks"), timeout=10).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        writes = [pool.submit(write, n) for n in range(30)]
+        reads = list(pool.map(read, range(60)))
+        for future in writes:
+            future.result()
+    assert set(reads) == {200}
+    stored = sql_conn.execute("SELECT title, completed FROM tasks WHERE user_id = 'busy'").fetchall()
+    expected = sorted((row["title"], row["completed"]) for row in stored)
+    assert len(expected) == 20 and all(completed for _, completed in expected)
+    for _ in range(4):
+        answer = requests.get(live_server.url("/api/busy/tasks"), timeout=10, headers={"Connection": "close"})
+        assert sorted((t["title"], t["completed"]) for t in answer.json()) == expected
+
+
+def test_turned_off_the_lists_are_read_every_time(database_url, clean_db, sql_conn):
+    app = create_app({"SETTINGS": settings_for(database_url, LIST_CACHE_MB="0"), "TESTING": True})
+    try:
+        assert app.extensions["todo_lists"] is None
+        client = app.test_client()
+        create(client, user="keeper", title="one")
+        sql_conn.execute("DELETE FROM task_list_versions")
+        assert titles(client) == ["one"]
+    finally:
+        db.close_pool(app)
+
+
+def test_the_cache_keeps_the_most_recently_used_within_its_size():
+    body = b"x" * 1000
+    cache = ListCache(max_bytes=3 * (len(body) + ENTRY_OVERHEAD))
+    for user in "abc":
+        cache.put((user,), 1, body)
+    assert cache.get(("a",), 1) == body  # a is now the most recently used
+    cache.put(("d",), 1, body)
+    assert cache.get(("b",), 1) is None
+    assert all(cache.get((user,), 1) == body for user in "acd")
+    assert cache.get(("a",), 2) is None  # another version: not served
+    cache.put(("huge",), 1, b"x" * cache.max_bytes)
+    assert cache.get(("huge",), 1) is None and cache.get(("a",), 1) == body
+
+
+def test_migration_gives_existing_users_a_version(empty_database, tmp_path):
+    for path in sorted(MIGRATION_DIR.glob("*.sql"))[:3]:
+        shutil.copy(path, tmp_path / path.name)
+    migrate(empty_database, tmp_path)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO tasks (user_id, title) VALUES ('early', 'a'), ('early', 'b'), ('bird', 'c')")
+        migrate(empty_database)
+        rows = conn.execute("SELECT user_id FROM task_list_versions ORDER BY user_id").fetchall()
+    assert rows == [("bird",), ("early",)]
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO tasks (user_id, title) VALUES ('keeper', 'x')",
+    "UPDATE tasks SET completed = NOT completed WHERE user_id = 'keeper'",
+    "DELETE FROM tasks WHERE user_id = 'keeper'",
+])
+def test_each_kind_of_change_moves_the_version(client, sql_conn, statement):
+    create(client, user="keeper", title="one")
+    version = "SELECT version FROM task_list_versions WHERE user_id = 'keeper'"
+    before = sql_conn.execute(version).fetchone()["version"]
+    sql_conn.execute(statement)
+    assert sql_conn.execute(version).fetchone()["version"] != before
