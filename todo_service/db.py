@@ -53,6 +53,14 @@ class PooledConnection(psycopg.Connection):
             cursor = self._statements = self.cursor()
         return cursor
 
+    def run(self, query, **params):
+        """Run a named statement on the kept cursor and return its result."""
+        cursor = self.statements
+        result = query.run(cursor, **params)
+        if query.kind == ":many":
+            cursor.close()  # else its result would hold every listed row until the next statement
+        return result
+
 
 def resolve_url(settings):
     """DATABASE_URL when set; otherwise the embedded server, started if needed."""
@@ -202,12 +210,12 @@ def run(name, **params):
     """
     try:
         with connection() as conn:
-            return QUERIES[name].run(conn.statements, **params)
+            return conn.run(QUERIES[name], **params)
     except DatabaseUnavailable as exc:
         if not exc.retryable:
             raise
     with connection() as conn:
-        return QUERIES[name].run(conn.statements, **params)
+        return conn.run(QUERIES[name], **params)
 
 
 def close_pool(app):
