@@ -26,8 +26,11 @@ worker_class = _settings.worker_class
 threads = _settings.threads  # the pool of each worker holds as many connections (config.py)
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly. With
 # a shared socket the first worker to wake takes most of a burst of keep-alive connections, and the
-# clients on the busier worker wait about twice as long (docs/performance.md).
-reuse_port = True
+# clients on the busier worker wait about twice as long (docs/performance.md). Only for TCP binds the
+# service opens itself: not for unix sockets, systemd socket activation or a USR2 re-exec, which
+# need the master's shared socket.
+_inherited = os.environ.get("LISTEN_FDS") or os.environ.get("GUNICORN_FD")
+reuse_port = _settings.reuse_port and not _inherited and not bind.startswith(("unix:", "fd://"))
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
@@ -42,7 +45,8 @@ def on_starting(server):
     from todo_service.startup import StartupError, check_free, prepare_service
 
     try:
-        check_free(server.cfg.address)
+        if server.cfg.reuse_port:  # gunicorn's master binds nothing then, so nothing else would notice
+            check_free(server.cfg.address)
         prepare_service()
     except StartupError as exc:
         logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)

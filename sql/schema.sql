@@ -30,8 +30,8 @@ CREATE FUNCTION public.bump_task_list_versions(user_ids text[]) RETURNS void
     LANGUAGE sql
     AS $$
     INSERT INTO task_list_versions AS v (user_id, version)
-    SELECT DISTINCT changed.user_id, pg_current_xact_id()::text::bigint AS version
-    FROM unnest(user_ids) AS changed (user_id)
+    SELECT changed.user_id, gen_random_uuid() AS version
+    FROM (SELECT DISTINCT unnest(user_ids) AS user_id) AS changed
     ORDER BY changed.user_id
     ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
 $$;
@@ -80,7 +80,7 @@ SET default_table_access_method = heap;
 
 CREATE TABLE public.task_list_versions (
     user_id text NOT NULL,
-    version bigint NOT NULL
+    version uuid NOT NULL
 );
 
 --

@@ -14,6 +14,7 @@ def test_defaults():
     assert settings.migrate_on_start is True and settings.pgbouncer is False
     assert settings.prepare_threshold == 5
     assert settings.pool_min_size <= settings.pool_max_size
+    assert settings.reuse_port is True and settings.list_cache_mb == 16
 
 
 def test_overrides():
@@ -58,6 +59,9 @@ def test_migrations_may_use_a_direct_url():
     ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL"),
     ({"DATABASE_URL": "host='unterminated"}, "DATABASE_URL"),
     ({"GUNICORN_WORKER_CLASS": "tornado"}, "GUNICORN_WORKER_CLASS"),
+    ({"GUNICORN_REUSE_PORT": "sometimes"}, "GUNICORN_REUSE_PORT"),
+    ({"LIST_CACHE_MB": "lots"}, "LIST_CACHE_MB"),
+    ({"LIST_CACHE_MB": "-1"}, "LIST_CACHE_MB"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):

@@ -9,7 +9,7 @@ import requests
 
 from tests.conftest import settings_for
 from tests.test_tasks_api import create
-from todo_service import create_app, db
+from todo_service import create_app, dao, db
 from todo_service.listcache import ENTRY_OVERHEAD, ListCache
 from todo_service.migrate import MIGRATION_DIR, migrate
 
@@ -24,6 +24,32 @@ def listed(client, user="keeper"):
     response = client.get(f"/api/{user}/tasks")
     assert response.status_code == 200
     return response.get_json()
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts the lists read from the database (the real reads, only counted)."""
+    counted = []
+    real = dao.list_tasks
+
+    def counting(*args):
+        counted.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(dao, "list_tasks", counting)
+    return counted
+
+
+def test_an_unchanged_list_is_served_without_reading_the_tasks_again(client, reads):
+    create(client, user="keeper", title="one")
+    assert titles(client) == ["one"] and len(reads) == 1
+    assert titles(client) == ["one"] and len(reads) == 1
+    assert titles(client, query="?sort=title") == ["one"] and len(reads) == 2  # another list: read once
+    assert titles(client, query="?sort=title") == ["one"] and len(reads) == 2
+    create(client, user="keeper", title="two")
+    assert titles(client) == ["one", "two"] and len(reads) == 3
+    assert titles(client, query="?sort=title") == ["one", "two"] and len(reads) == 4
+    assert titles(client) == ["one", "two"] and len(reads) == 4
 
 
 def test_every_change_through_the_api_shows_in_the_next_list(client):
@@ -84,6 +110,24 @@ def test_users_never_see_each_others_kept_lists(client):
         assert titles(client, user="keeper") == ["mine"]
         assert titles(client, user="other") == ["theirs"]
         assert titles(client, user="nobody") == []
+
+
+def test_a_change_through_one_instance_shows_in_the_kept_lists_of_another(database_url, clean_db):
+    instances = [create_app({"SETTINGS": settings_for(database_url), "TESTING": True}) for _ in range(2)]
+    try:
+        first, second = (app.test_client() for app in instances)
+        task = create(first, user="keeper", title="one")
+        assert titles(first) == titles(second) == ["one"]
+        create(second, user="keeper", title="two")
+        assert titles(first) == titles(second) == ["one", "two"]
+        first.patch(f"/api/keeper/tasks/{task['id']}/complete")
+        assert titles(second, query="?status=completed") == ["one"]
+        assert titles(first, query="?status=completed") == ["one"]
+        second.delete(f"/api/keeper/tasks/{task['id']}")
+        assert titles(first) == titles(second) == ["two"]
+    finally:
+        for app in instances:
+            db.close_pool(app)
 
 
 def test_lists_are_fresh_on_every_worker_of_a_real_server(api, live_server):
@@ -149,8 +193,9 @@ def test_the_cache_keeps_the_most_recently_used_within_its_size():
 
 
 def test_migration_gives_existing_users_a_version(empty_database, tmp_path):
-    for path in sorted(MIGRATION_DIR.glob("*.sql"))[:3]:
-        shutil.copy(path, tmp_path / path.name)
+    for path in MIGRATION_DIR.glob("*.sql"):
+        if path.name < "0004_task_list_versions.sql":
+            shutil.copy(path, tmp_path / path.name)
     migrate(empty_database, tmp_path)
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute("INSERT INTO tasks (user_id, title) VALUES ('early', 'a'), ('early', 'b'), ('bird', 'c')")
@@ -170,3 +215,12 @@ def test_each_kind_of_change_moves_the_version(client, sql_conn, statement):
     before = sql_conn.execute(version).fetchone()["version"]
     sql_conn.execute(statement)
     assert sql_conn.execute(version).fetchone()["version"] != before
+
+
+def test_moving_a_task_to_another_user_moves_both_versions(client, sql_conn):
+    task = create(client, user="keeper", title="one")
+    create(client, user="other", title="theirs")
+    assert titles(client, user="keeper") == ["one"] and titles(client, user="other") == ["theirs"]
+    sql_conn.execute("UPDATE tasks SET user_id = 'other' WHERE id = %s", (task["id"],))
+    assert titles(client, user="keeper") == []
+    assert titles(client, user="other") == ["one", "theirs"]

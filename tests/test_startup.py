@@ -137,3 +137,27 @@ def test_a_second_server_on_the_same_port_is_refused(live_server, database_url):
                            "MIGRATE_ON_START": "false", **SERVICE_ENV})
     assert f"cannot listen on 127.0.0.1:{live_server.port}" in output
     assert requests.get(live_server.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_a_unix_socket_bind_serves(database_url, tmp_path):
+    """Per-worker sockets are for TCP only: on a unix socket the workers share the master's."""
+    path = tmp_path / "todo.sock"
+    server = LiveServer({"DATABASE_URL": database_url, "GUNICORN_BIND": f"unix:{path}", "WEB_CONCURRENCY": "2",
+                         "MIGRATE_ON_START": "false", **SERVICE_ENV})
+    server.start(wait=False)
+    try:
+        deadline, reply = time.monotonic() + 20, b""
+        while time.monotonic() < deadline and not reply.startswith(b"HTTP/1.1 200"):
+            assert server.proc.poll() is None, server.output()
+            try:
+                with socket.socket(socket.AF_UNIX) as client:
+                    client.settimeout(5)
+                    client.connect(str(path))
+                    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = client.recv(4096)
+            except OSError:
+                time.sleep(0.1)
+        assert reply.startswith(b"HTTP/1.1 200"), server.output()
+        assert "Worker failed to boot" not in server.output() and "EOPNOTSUPP" not in server.output()
+    finally:
+        assert server.stop() == 0

@@ -4,9 +4,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .db import connection, resolve_url
+from .db import resolve_url, run
 from .migrate import migrate
-from .queries import QUERIES
 
 
 @click.command("migrate")
@@ -25,9 +24,9 @@ def migrate_command():
 @with_appcontext
 def seed_command(users, tasks, prefix):
     """Create demo data: USERS users with TASKS tasks each."""
-    with connection() as conn, click.progressbar(range(1, users + 1), label="seeding users") as bar:
-        for number in bar:
-            QUERIES.seed_tasks.run(conn, user_id=f"{prefix}{number}", count=tasks)
+    with click.progressbar(range(1, users + 1), label="seeding users") as bar:
+        for number in bar:  # one statement and commit per user: no user's writes wait for the rest
+            run("seed_tasks", user_id=f"{prefix}{number}", count=tasks)
     click.echo(f"seeded {users} users x {tasks} tasks")
 
 

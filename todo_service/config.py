@@ -116,6 +116,7 @@ class Settings:
     web_concurrency: int
     worker_class: str
     threads: int
+    reuse_port: bool
     list_cache_mb: float
 
     @property
@@ -161,5 +162,6 @@ def load_settings(env=None):
         web_concurrency=_int(env, "WEB_CONCURRENCY", 0, 0, 256),
         worker_class=_choice(env, "GUNICORN_WORKER_CLASS", "gthread", {"sync", "gthread", "gevent"}),
         threads=threads,
+        reuse_port=_bool(env, "GUNICORN_REUSE_PORT", True),
         list_cache_mb=_float(env, "LIST_CACHE_MB", 16.0, 0, 4096),
     )

@@ -19,6 +19,8 @@ def init_app(app, origins):
     CORS(app, origins=list(origins), supports_credentials=True, methods=METHODS, always_send=False,
          allow_headers=ALLOW_HEADERS, expose_headers=EXPOSE_HEADERS, max_age=600)
     flask_cors_hook = app.after_request_funcs[None].pop()  # the one hook CORS() just registered
+    if flask_cors_hook.__name__ != "cors_after_request":
+        raise RuntimeError(f"flask-cors registered {flask_cors_hook!r}, not its after-request hook")
 
     @app.after_request
     def cors_headers(response):

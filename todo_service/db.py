@@ -56,10 +56,11 @@ class PooledConnection(psycopg.Connection):
     def run(self, query, **params):
         """Run a named statement on the kept cursor and return its result."""
         cursor = self.statements
-        result = query.run(cursor, **params)
-        if query.kind == ":many":
-            cursor.close()  # else its result would hold every listed row until the next statement
-        return result
+        try:
+            return query.run(cursor, **params)
+        finally:
+            if query.kind == ":many":
+                cursor.close()  # else its result would hold every listed row until the next statement
 
 
 def resolve_url(settings):

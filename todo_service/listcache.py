@@ -14,7 +14,10 @@ from flask import current_app
 
 from . import dao
 
-ENTRY_OVERHEAD = 256  # bytes an entry costs besides its body: key, tuple, cache bookkeeping
+ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body: key, tuple, cache bookkeeping
+# orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
+# that the limit counts what the cache really holds.
+EXACT_COPY_BELOW = 64 * 1024
 
 
 class ListCache:
@@ -34,6 +37,8 @@ class ListCache:
     def put(self, key, version, body):
         """Keep `body` as rendered at `version`; a body larger than the whole cache is not kept."""
         if len(body) + ENTRY_OVERHEAD <= self.max_bytes:
+            if len(body) < EXACT_COPY_BELOW:
+                body = bytes(memoryview(body))
             with self._lock:
                 self._entries[key] = (version, body)
 

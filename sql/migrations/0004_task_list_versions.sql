@@ -2,8 +2,9 @@
 -- A version per user that changes with every committed change to that user's tasks, so the
 -- service can keep a user's rendered lists and tell with one primary-key read whether a kept list
 -- is still current (todo_service/listcache.py).
--- The version is the id of the last transaction that changed the user's tasks: each change
--- commits a value never committed before, so an unchanged version means unchanged tasks.
+-- Each change commits a new random version (gen_random_uuid), so an unchanged version means
+-- unchanged tasks; random rather than the transaction id, which repeats after a point-in-time
+-- restore, a branch reset or a failover, while the service keeps running.
 -- Statement-level triggers with transition tables: one upsert per statement, also for bulk inserts.
 -- TRUNCATE forgets every version; the service then reads the lists afresh.
 
@@ -12,15 +13,16 @@ SET LOCAL statement_timeout = '60s';
 
 CREATE TABLE IF NOT EXISTS task_list_versions (
     user_id text PRIMARY KEY,
-    version bigint NOT NULL
+    version uuid NOT NULL
 );
 
--- Users in ascending order, so statements touching several users lock their rows in one order.
+-- Users in ascending order, so one statement touching several users locks their rows in one order.
+-- The row of a user stays locked until the writing transaction ends: see sql/README.md.
 CREATE OR REPLACE FUNCTION bump_task_list_versions(user_ids text[]) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO task_list_versions AS v (user_id, version)
-    SELECT DISTINCT changed.user_id, pg_current_xact_id()::text::bigint AS version
-    FROM unnest(user_ids) AS changed (user_id)
+    SELECT changed.user_id, gen_random_uuid() AS version
+    FROM (SELECT DISTINCT unnest(user_ids) AS user_id) AS changed
     ORDER BY changed.user_id
     ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
 $$;
@@ -59,6 +61,6 @@ FOR EACH STATEMENT EXECUTE FUNCTION tasks_bump_list_versions();
 
 -- Users whose tasks exist already get a version now.
 INSERT INTO task_list_versions (user_id, version)
-SELECT DISTINCT user_id, pg_current_xact_id()::text::bigint AS version
-FROM tasks
+SELECT owners.user_id, gen_random_uuid() AS version
+FROM (SELECT DISTINCT user_id FROM tasks) AS owners
 ON CONFLICT (user_id) DO NOTHING;
