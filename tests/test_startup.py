@@ -161,3 +161,16 @@ def test_a_unix_socket_bind_serves(database_url, tmp_path):
         assert "Worker failed to boot" not in server.output() and "EOPNOTSUPP" not in server.output()
     finally:
         assert server.stop() == 0
+
+
+def test_pending_migrations_are_named_when_not_applied_at_start(empty_database):
+    server = LiveServer({"DATABASE_URL": empty_database, "MIGRATE_ON_START": "false", "WEB_CONCURRENCY": "1",
+                         **SERVICE_ENV})
+    server.start()
+    try:
+        lines = [line for line in server.output().splitlines() if "migrations pending" in line]
+        assert len(lines) == 1 and all(version in lines[0] for version, _, _ in migration_files()), lines
+    finally:
+        assert server.stop() == 0
+    with psycopg.connect(empty_database, prepare_threshold=None) as conn:
+        assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None

@@ -55,6 +55,14 @@ def apply_pending(conn, directory=MIGRATION_DIR):
     return applied_now
 
 
+def pending(url, directory=MIGRATION_DIR):
+    """Versions not applied yet on `url`; changes nothing."""
+    options = {"autocommit": True, "prepare_threshold": None, "row_factory": psycopg.rows.dict_row}
+    with psycopg.connect(url, **options) as conn, conn.transaction(force_rollback=True):
+        applied = _locked_applied(conn)
+    return [version for version, _, _ in migration_files(directory) if version not in applied]
+
+
 def migrate(url, directory=MIGRATION_DIR):
     """Connect to `url` and apply pending migrations."""
     with psycopg.connect(url, autocommit=True, prepare_threshold=None, row_factory=psycopg.rows.dict_row) as conn:

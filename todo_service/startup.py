@@ -9,7 +9,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import embedded
 from .config import ConfigError, load_settings
-from .migrate import MigrationError, migrate
+from .migrate import MigrationError, migrate, pending
 
 log = logging.getLogger("todo_service.startup")
 
@@ -98,4 +98,7 @@ def prepare_service():
             migrate(settings.migration_url)
         except (psycopg.Error, MigrationError) as exc:
             raise StartupError(f"migrations failed: {' '.join(str(exc).split())}") from None
+    elif missing := pending(settings.migration_url):
+        log.warning("migrations pending (MIGRATE_ON_START=false): %s; requests that need them will fail "
+                    "until `make migrate` applies them", ", ".join(missing))
     return settings
