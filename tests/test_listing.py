@@ -63,3 +63,9 @@ def test_status_filters_keep_the_order(client, tasks, sort, order):
 
 def test_unknown_query_parameters_are_ignored(client, tasks):
     assert titles(client, "?_=12345") == titles(client)
+
+
+def test_no_parameters_mean_the_schema_defaults():
+    from todo_service.schemas import LIST_QUERY
+
+    assert LIST_QUERY.load_args({}) == LIST_QUERY.load_args({"unknown": "ignored"})

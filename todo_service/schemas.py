@@ -114,6 +114,8 @@ class ListQuerySchema(Schema):
 
     def load_args(self, args):
         """Validated arguments with the sort's default order filled in."""
+        if not args:  # the common request: no parameters, so the defaults, without a schema pass
+            return {"status": "all", "sort": "created", "order": DEFAULT_ORDER["created"]}
         values = self.load(args)
         values.setdefault("order", DEFAULT_ORDER[values["sort"]])
         return values
