@@ -112,13 +112,20 @@ class ListQuerySchema(Schema):
         "description": "Default: desc for created and updated (newest first), asc for title.",
     })
 
-    def load_args(self, args):
-        """Validated arguments with the sort's default order filled in."""
-        if not args:  # the common request: no parameters, so the defaults, without a schema pass
-            return {"status": "all", "sort": "created", "order": DEFAULT_ORDER["created"]}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._defaults = self._load_args({})
+
+    def _load_args(self, args):
         values = self.load(args)
         values.setdefault("order", DEFAULT_ORDER[values["sort"]])
         return values
+
+    def load_args(self, args):
+        """Validated arguments with the sort's default order filled in."""
+        if not args:  # the common request: no parameters, so the defaults, without a schema pass
+            return dict(self._defaults)
+        return self._load_args(args)
 
 
 class TaskSchema(Schema):
