@@ -15,6 +15,11 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 LOG_DIR = ROOT / ".data" / "test-logs"  # git-ignored; emptied at the start of each test session
 
 
+def auth_headers(user):
+    """Headers that authenticate a request as `user`: none while the suite runs with authentication off."""
+    return {}
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
