@@ -335,17 +335,22 @@ def test_unknown_kids_refetch_the_set_at_most_once_per_30_seconds(jwks_app, keys
 def test_no_request_waits_for_a_refresh_while_a_kept_key_fits(jwks_app, keyset, keys):
     client = jwks_app.test_client()
     token = bearer(sign(keys, "EdDSA", claims_for("alice")))
+    fresh = bearer(sign(keys, "RS256", claims_for("alice")))  # never verified before: a full check
     assert client.get("/api/alice/tasks", headers=token).status_code == 200
     time.sleep(1.2)
     keyset.release.clear()  # the auth server now holds every fetch until released
     try:
+        assert client.get("/api/alice/tasks", headers=token).status_code == 200  # starts the refresh
+        deadline = time.monotonic() + 10
+        while keyset.fetches < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert keyset.fetches == 2  # the refresh is now held at the auth server...
         answered = []
-        worker = threading.Thread(target=lambda: answered.append(
-            client.get("/api/alice/tasks", headers=token).status_code))
+        worker = threading.Thread(target=lambda: answered.extend(
+            client.get("/api/alice/tasks", headers=headers).status_code for headers in (token, fresh)))
         worker.start()
         worker.join(10)
-        assert answered == [200]  # answered while the refresh is still held at the auth server
-        assert keyset.fetches == 2
+        assert answered == [200, 200]  # ...and requests whose key is kept are answered meanwhile
     finally:
         keyset.release.set()
 
