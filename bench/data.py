@@ -1,6 +1,9 @@
 """The benchmark's data set: seeded users, the big user, and the id pool the delete scenario uses up."""
 
+import re
+import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
@@ -11,6 +14,10 @@ USER_PREFIX = "bench-user-"
 BIG_USER = "bench-big"
 NEW_USER_PREFIX = "bench-new-"  # create targets: never listed, so the lists keep their 100 tasks
 DELETE_USER = "bench-delete"
+
+
+PAGE_SIZE = 50  # list-page and list-deep
+NEXT_LINK = re.compile(r'<([^>]+)>; rel="next"')
 
 
 def connect(url):
@@ -77,3 +84,17 @@ def seed_delete_pool(url, count):
     if row["n"] != count or row["high"] - row["low"] + 1 != count:
         raise RuntimeError(f"the delete pool's ids are not contiguous: {row}")
     return row["low"], row["high"]
+
+
+def middle_page(base_url, user, tasks, headers=None):
+    """Path and query of the page of PAGE_SIZE in the middle of `user`'s list (of `tasks` tasks),
+    reached by following rel="next" from the first page, as a client would."""
+    url = f"{base_url}/api/{user}/tasks?limit={PAGE_SIZE}"
+    for _ in range(tasks // PAGE_SIZE // 2):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as answer:
+            match = NEXT_LINK.search(answer.headers.get("Link") or "")
+        if match is None:
+            raise RuntimeError(f"{url} has no Link rel=next before the middle of {tasks} tasks")
+        url = urljoin(url, match[1])
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"

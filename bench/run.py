@@ -123,6 +123,14 @@ def summarize(loads, peaks, ceiling_rps, cpu_used):
     }
 
 
+def relate_to_reference(results):
+    """Each scenario's req/s as a share of list-100's in this run (of_list_100), and its targets again."""
+    reference = next((r["summary"]["rps"] for r in results if r["name"] == scenarios.REFERENCE), None)
+    for result in results:
+        result["summary"]["of_list_100"] = round(result["summary"]["rps"] / reference, 4) if reference else None
+        result["targets"] = scenarios.BY_NAME[result["name"]].evaluate(result["summary"])
+
+
 class Bench:
     """One benchmark run: its options, its log files, and how to measure one load."""
 
@@ -198,7 +206,11 @@ class Bench:
                     scenario_env = lua_env
                     if scenario.uses_delete_pool:
                         scenario_env = {**lua_env, **self.delete_pool_env(url, ceiling)}
+                    if scenario.uses_deep_page:
+                        deep = data.middle_page(server.url, data.BIG_USER, seeded.big_tasks)
+                        scenario_env = {**lua_env, "BENCH_DEEP_PAGE": deep}
                     results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
+            relate_to_reference(results)
             return self.result(baseline, results, seeded, settings_in_force(env), database.kind)
         finally:
             if monitor is not None:

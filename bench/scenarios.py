@@ -7,7 +7,7 @@ from dataclasses import dataclass
 class Target:
     """One goal: `metric` of a result at most (or at least) `limit`."""
 
-    metric: str  # a key of the result's summary: p50_ms, p95_ms, p99_ms, errors, fraction, service_rss_mb
+    metric: str  # a key of the summary: p50_ms, p95_ms, p99_ms, errors, fraction, of_list_100, service_rss_mb
     limit: float
     at_least: bool = False
     unit: str = ""
@@ -15,9 +15,11 @@ class Target:
     def describe(self):
         if self.metric == "errors":
             return "no errors"
-        label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS"}.get(self.metric, self.metric)
+        label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS",
+                 "of_list_100": "share of list-100's req/s"}.get(self.metric, self.metric)
         label = label.removesuffix("_ms")
-        limit = f"{self.limit:.0%}" if self.metric == "fraction" else f"{self.limit:g}{self.unit}"
+        share = self.metric == "fraction" or self.metric.startswith("of_")
+        limit = f"{self.limit:.0%}" if share else f"{self.limit:g}{self.unit}"
         return f"{label} {'>=' if self.at_least else '<='} {limit}"
 
     def check(self, summary):
@@ -44,6 +46,7 @@ class Scenario:
     title: str
     targets: tuple[Target, ...] = ()
     uses_delete_pool: bool = False
+    uses_deep_page: bool = False  # needs BENCH_DEEP_PAGE: a page from the middle of the big user's list
 
     def evaluate(self, summary):
         """Every target's verdict; zero errors is always one of them."""
@@ -59,6 +62,10 @@ SCENARIOS = (
     Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
     Scenario("list-10k", "list_big.lua", "GET 10,000-task user, pending by title",
              (Target("p95_ms", 500, unit=" ms"),)),
+    Scenario("list-page", "list_page.lua", "GET 10,000-task user, first page of 50",
+             (Target("of_list_100", 0.8, at_least=True),)),
+    Scenario("list-deep", "list_deep.lua", "GET 10,000-task user, page 101 of 200 (cursor)",
+             (Target("of_list_100", 0.8, at_least=True),), uses_deep_page=True),
     Scenario("create", "create.lua", "POST a task", (p99(50),)),
     Scenario("update", "update.lua", "PUT a task", (p99(50),)),
     Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
@@ -66,6 +73,7 @@ SCENARIOS = (
     Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+REFERENCE = "list-100"  # of_list_100: a scenario's req/s as a share of this one's in the same run
 
 # Whole service (gunicorn master + workers), highest RSS seen over every scenario.
 SERVICE_RSS = Target("service_rss_mb", 256, unit=" MB")

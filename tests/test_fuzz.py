@@ -22,7 +22,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400"]
 def test_schemathesis_finds_nothing(live_server, tmp_path):
     (tmp_path / "schemathesis.toml").write_text(CONFIG)
     result = subprocess.run(
-        [str(SCHEMATHESIS), "--config-file", str(tmp_path / "schemathesis.toml"), "run", live_server.url("/openapi.json"), "--checks", "all", "--max-examples", "60",
+        [str(SCHEMATHESIS), "--config-file", str(tmp_path / "schemathesis.toml"),
+         "run", live_server.url("/openapi.json"), "--checks", "all", "--max-examples", "60",
          "--seed", "20261126", "--no-color", "--request-timeout", "10",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,

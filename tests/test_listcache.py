@@ -192,12 +192,12 @@ def test_the_cache_keeps_the_most_recently_used_within_its_size():
     assert cache.get(("huge",), 1) is None and cache.get(("a",), 1) == (body, None)
 
 
-def test_a_kept_page_keeps_its_next_cursor_and_counts_it():
+def test_a_kept_page_keeps_its_link_and_counts_it():
     cache = ListCache(max_bytes=2 * (1000 + ENTRY_OVERHEAD))
-    cache.put(("page",), 1, b"[]", "next-cursor")
-    assert cache.get(("page",), 1) == (b"[]", "next-cursor")
+    cache.put(("page",), 1, b"[]", "<next>; rel=\"next\"")
+    assert cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
     cache.put(("big",), 1, b"x" * 1000, "c" * (1001 + ENTRY_OVERHEAD))  # together one byte too big
-    assert cache.get(("big",), 1) is None and cache.get(("page",), 1) == (b"[]", "next-cursor")
+    assert cache.get(("big",), 1) is None and cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
 
 
 def test_migration_gives_existing_users_a_version(empty_database, tmp_path):

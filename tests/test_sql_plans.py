@@ -134,7 +134,7 @@ def test_each_page_of_the_big_user_reads_only_its_own_rows_through_the_index(
 def test_page_statements_keep_to_the_index_in_the_generic_plan_and_for_a_typical_user(big_db, name):
     query = QUERIES[name]
     _check_page_plan(explain(big_db, query)[0][0][0]["Plan"], query, f"{name}, generic plan", PAGE_BUDGET)
-    for key, position, case_name, params, _ in page_cases(big_db, TYPICAL_USER):
+    for _, position, case_name, params, _ in page_cases(big_db, TYPICAL_USER):
         if case_name == name and position != "last":
             plan = explain(big_db, query, params)[0][0][0]["Plan"]
             _check_page_plan(plan, query, f"{name}, {position} page of {TYPICAL_USER}", PAGE_BUDGET)

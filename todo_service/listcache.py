@@ -14,7 +14,7 @@ from flask import current_app
 
 from . import dao
 
-ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and cursor: key, tuple, bookkeeping
+ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and link: key, tuple, bookkeeping
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
 # that the limit counts what the cache really holds.
 EXACT_COPY_BELOW = 64 * 1024
@@ -23,7 +23,7 @@ EXACT_COPY_BELOW = 64 * 1024
 class ListCache:
     """Rendered lists up to `max_bytes` in all, least recently used dropped first; thread-safe.
 
-    An entry is a body and, for a page, the cursor of the next page (None on the last page).
+    An entry is a body and, for a page, its Link header to the next page (None on the last page).
     """
 
     def __init__(self, max_bytes):
@@ -32,18 +32,18 @@ class ListCache:
         self._lock = threading.Lock()
 
     def get(self, key, version):
-        """(body, next_cursor) kept for `key` if it was rendered at `version`, else None."""
+        """(body, link) kept for `key` if it was rendered at `version`, else None."""
         with self._lock:
             entry = self._entries.get(key)
         return entry[1:] if entry is not None and entry[0] == version else None
 
-    def put(self, key, version, body, next_cursor=None):
+    def put(self, key, version, body, link=None):
         """Keep `body` as rendered at `version`; a body larger than the whole cache is not kept."""
-        if _entry_size((version, body, next_cursor)) <= self.max_bytes:
+        if _entry_size((version, body, link)) <= self.max_bytes:
             if len(body) < EXACT_COPY_BELOW:
                 body = bytes(memoryview(body))
             with self._lock:
-                self._entries[key] = (version, body, next_cursor)
+                self._entries[key] = (version, body, link)
 
 
 def _entry_size(entry):
@@ -51,7 +51,7 @@ def _entry_size(entry):
 
 
 def _kept(user_id, key, render):
-    """`render()`'s (body, next_cursor), or the one kept for `key` while the user's lists are unchanged."""
+    """`render()`'s (body, link), or the one kept for `key` while the user's lists are unchanged."""
     cache = current_app.extensions["todo_lists"]
     if cache is None:
         return render()
@@ -74,7 +74,7 @@ def list_json(user_id, status, sort, order):
 
 
 def page_json(user_id, args, render):
-    """One page of a list: `render()`'s (JSON bytes, next cursor or None), kept under the whole query.
+    """One page of a list: `render()`'s (JSON bytes, Link to the next page or None), kept under the whole query.
 
     `args` holds the validated status, sort, order, limit and cursor; together they name the page.
     """

@@ -65,7 +65,8 @@ NEXT_LINK = {
                    "request's URL) naming the next page: the same status, sort, order and limit, plus a cursor. "
                    "Absent on the last page and on the whole list.",
     "schema": {"type": "string", "example": '</api/alice/tasks?status=all&sort=created&order=desc&limit=50'
-                                             '&cursor=AQAGADIAAAAAAAAAKjIwMjYtMTEtMjZUMTM6Mjk6MzcuMTIzNDU2Wg>; rel="next"'},
+                                             '&cursor=AQEAMgAAAAAAABOJMjAyNi0xMS0yN1QwNzozNDoyMC44OTc5ODha'
+                                             'S1pwQe1YZ49PHJClyC_gJA>; rel="next"'},
 }
 
 

@@ -26,7 +26,7 @@ import hmac
 import re
 import struct
 from itertools import product
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import orjson
 from flask import current_app, request
@@ -111,20 +111,22 @@ def open_cursor(user_id, args):
 
 
 def read_page(user_id, args, after):
-    """(JSON of up to `limit` tasks after the boundary `after`, cursor of the next page or None)."""
+    """(JSON of up to `limit` tasks after the boundary `after`, the Link to the next page or None)."""
     status, sort, order, limit = args["status"], args["sort"], args["order"], args["limit"]
     rows = dao.list_page(user_id, status, sort, order, limit + 1, after)  # one more: do more follow?
-    next_cursor = None
+    link = None
     if len(rows) > limit:
         del rows[limit:]
-        next_cursor = make_cursor(user_id, status, sort, order, limit, rows[-1])
-    return orjson.dumps(rows), next_cursor
+        link = next_link(args, make_cursor(user_id, status, sort, order, limit, rows[-1]))
+    return orjson.dumps(rows), link
 
 
 def next_link(args, cursor):
-    """`Link` to the next page: this path (relative to the request's URL), the same list, the cursor."""
-    query = urlencode({"status": args["status"], "sort": args["sort"], "order": args["order"],
-                       "limit": args["limit"], "cursor": cursor})
+    """`Link` to the next page: this path (relative to the request's URL), the same list, the cursor.
+
+    Every value is URL-safe already: status, sort and order are validated names, the cursor base64url.
+    """
+    query = f"status={args['status']}&sort={args['sort']}&order={args['order']}&limit={args['limit']}&cursor={cursor}"
     return f'<{quote(request.script_root + request.path)}?{query}>; rel="next"'
 
 
@@ -135,10 +137,10 @@ def page_response(user_id, args):
         after, cursor_limit = open_cursor(user_id, args)
         if args["limit"] is None:
             args["limit"] = cursor_limit
-    body, next_cursor = listcache.page_json(user_id, args, lambda: read_page(user_id, args, after))
+    body, link = listcache.page_json(user_id, args, lambda: read_page(user_id, args, after))
     response = json_bytes_response(body)
-    if next_cursor is not None:
-        response.headers["Link"] = next_link(args, next_cursor)
+    if link is not None:
+        response.headers["Link"] = link
     return response
 
 

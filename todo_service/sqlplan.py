@@ -46,7 +46,7 @@ def page_cases(conn, user):
     """
     cases = []
     for key, list_name in sorted(LIST_QUERIES.items()):
-        status, sort, order = key
+        status, sort, _ = key
         params = {"user_id": user} if status == "all" else {"user_id": user, "completed": STATUS_FLAG[status]}
         with conn.cursor(row_factory=dict_row) as cur:
             rows = QUERIES[list_name].run(cur, **params)
