@@ -15,7 +15,7 @@ deployment's secret that migration 0005 made in the database (the same for every
 instance). Any changed byte, another user's cursor or a forged one fails the MAC: 400 naming
 `cursor`. The list byte says which status, sort and order it was made for. The sort key is the
 boundary task's value as the API returned it (timestamps to the microsecond; a title whole: 200
-characters of 4 UTF-8 bytes each make a cursor of 1,103 characters), so no lookup of a task that may
+characters of 4 UTF-8 bytes each make a cursor of 1,104 characters), so no lookup of a task that may
 be gone is needed, and the SQL compares titles as lower(title), the expression of their index.
 """
 
@@ -38,11 +38,12 @@ from .schemas import CURSOR_MESSAGE, PAGE_LIMIT_MAX
 
 KEY_PURPOSE = "list_cursor"
 VERSION = 1
-LISTS = tuple(product(dao.STATUSES, dao.SORTS, dao.ORDERS))  # the list byte is an index into this
+# The list byte of a cursor indexes this; extend it only at the end, or cursors in use change meaning.
+LISTS = tuple(product(dao.STATUSES, dao.SORTS, dao.ORDERS))
 HEADER = struct.Struct(">BBHq")  # version, list, limit, boundary id
 MAC_BYTES = 16
 SORT_KEY = {"created": "created_at", "updated": "updated_at", "title": "title"}  # the row field per sort
-TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # api_timestamp's format (migration 0003)
+TIMESTAMP = re.compile(r"\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # api_timestamp's format (migration 0003)
 BAD_CURSOR = f"cursor {CURSOR_MESSAGE}"
 OTHER_LIST = ("cursor was made for a different status, sort or order; send it with the same ones as the page "
               "it came from, or start without a cursor.")
