@@ -38,7 +38,7 @@ from .schemas import CURSOR_MESSAGE, PAGE_LIMIT_MAX
 
 KEY_PURPOSE = "list_cursor"
 VERSION = 1
-# The list byte of a cursor indexes this; extend it only at the end, or cursors in use change meaning.
+# The list byte of a cursor indexes this: a change to STATUSES, SORTS or ORDERS needs a new VERSION.
 LISTS = tuple(product(dao.STATUSES, dao.SORTS, dao.ORDERS))
 HEADER = struct.Struct(">BBHq")  # version, list, limit, boundary id
 MAC_BYTES = 16
