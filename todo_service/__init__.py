@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import cli, cors, db, errors, health, listcache, logs, middleware, openapi, tasks
+from . import cli, conditional, cors, db, errors, health, idempotency, listcache, logs, middleware, openapi, tasks
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
 
@@ -21,6 +21,8 @@ def create_app(test_config=None):
     cors.init_app(app, settings.cors_origins)
     db.init_app(app)
     listcache.init_app(app)
+    conditional.init_app(app)
+    idempotency.init_app(app)
     middleware.init_app(app)
     cli.init_app(app)
     openapi.init_app(app)

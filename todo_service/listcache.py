@@ -18,6 +18,7 @@ ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body: key, tuple, cache
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
 # that the limit counts what the cache really holds.
 EXACT_COPY_BELOW = 64 * 1024
+UNREAD = object()  # list_json's version when the caller has not read it
 
 
 class ListCache:
@@ -43,14 +44,18 @@ class ListCache:
                 self._entries[key] = (version, body)
 
 
-def list_json(user_id, status, sort, order):
-    """The user's tasks, filtered and ordered as asked, as JSON bytes."""
+def list_json(user_id, status, sort, order, version=UNREAD):
+    """The user's tasks, filtered and ordered as asked, as JSON bytes.
+
+    `version`: the user's list version when the caller has read it already (None: no version known).
+    """
     cache = current_app.extensions["todo_lists"]
     if cache is None:
         return orjson.dumps(dao.list_tasks(user_id, status, sort, order))
     # The version is read before the rows, so the rows are at least as new as the version they
     # are kept under: a change committed in between makes the next read miss, never serve stale.
-    version = dao.list_version(user_id)
+    if version is UNREAD:
+        version = dao.list_version(user_id)
     key = (user_id, status, sort, order)
     if version is not None and (body := cache.get(key, version)) is not None:
         return body
