@@ -1,14 +1,13 @@
 """Entity tags and conditional requests: ETag, If-None-Match (304), If-Match (412), Cache-Control."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 import requests
 
-from tests.support import auth_headers
+from tests.support import auth_headers, wait_for_lock_wait
 from tests.test_tasks_api import create
 from todo_service import dao, listcache
 
@@ -292,9 +291,7 @@ def test_the_precondition_is_decided_by_the_write_itself(client, database_url, s
         writer = threading.Thread(target=lambda: answer.setdefault("put", client.put(
             url, json={"title": "mine"}, headers={"If-Match": tag_of(task)})))
         writer.start()
-        waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        while sql_conn.execute(waiting).fetchone()["n"] == 0 and writer.is_alive():
-            time.sleep(0.01)
+        wait_for_lock_wait(sql_conn, writer)
         other.commit()
     writer.join()
     assert answer["put"].status_code == 412

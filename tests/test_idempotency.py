@@ -1,7 +1,6 @@
 """Idempotency-Key on create and complete: a retry is answered again, never done again."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -10,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import settings_for
-from tests.support import auth_headers
+from tests.support import auth_headers, wait_for_lock_wait
 from tests.test_tasks_api import create
 from todo_service import create_app, db, idempotency
 
@@ -154,7 +153,8 @@ def test_any_printable_ascii_key_of_1_to_255_works(client, key):
 def test_only_successful_writes_are_kept(client, sql_conn):
     """A refused request leaves its key free for the corrected one."""
     assert client.post("/api/alice/tasks", json={"title": ""}, headers=keyed()).status_code == 400
-    assert client.post("/api/alice/tasks", data="{", content_type="application/json", headers=keyed()).status_code == 422
+    broken = client.post("/api/alice/tasks", data="{", content_type="application/json", headers=keyed())
+    assert broken.status_code == 422
     created = client.post("/api/alice/tasks", json={"title": "fixed"}, headers=keyed())
     assert created.status_code == 201 and "Idempotent-Replayed" not in created.headers
     task = created.get_json()
@@ -262,9 +262,7 @@ def test_a_request_waits_for_one_in_flight_with_its_key_and_replays_it(client, d
         retry = threading.Thread(target=lambda: answer.setdefault("retry", client.post(
             "/api/alice/tasks", json={"title": "t"}, headers=keyed())))
         retry.start()
-        waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        while sql_conn.execute(waiting).fetchone()["n"] == 0 and retry.is_alive():
-            time.sleep(0.01)
+        wait_for_lock_wait(sql_conn, retry)
         first.commit()
     retry.join()
     response = answer["retry"]

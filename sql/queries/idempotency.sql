@@ -142,14 +142,16 @@ WHERE
 -- name: purge_idempotency_keys :execrows
 -- Delete up to batch expired keys of any user, oldest first; rows a concurrent purge holds are
 -- skipped, not waited for. The service runs it now and then (todo_service/idempotency.py).
+-- The rows are found through the expiry index, locked, then deleted by their ctid (a TID scan,
+-- whatever the planner guesses for the batch size; a locked row keeps its ctid).
 -- params: batch
 -- index: idempotency_keys_expires_idx
 DELETE FROM idempotency_keys
-WHERE (user_id, idempotency_key) IN (
-    SELECT expired.user_id, expired.idempotency_key
+WHERE ctid = ANY(ARRAY(
+    SELECT expired.ctid
     FROM idempotency_keys AS expired
     WHERE expired.expires_at <= now()
     ORDER BY expired.expires_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-);
+));
