@@ -7,9 +7,10 @@ of the user's tasks) with a digest of the list's validated query arguments, so t
 queries never share a tag and arguments added later take part without a change here. Clients
 must treat tags as opaque.
 
-Werkzeug parses the headers (`request.if_match`, `request.if_none_match`). Its parser is lenient:
-it skips what it cannot read and accepts an unquoted token as a tag. A header it finds no tag at
-all in (empty, only commas, an unterminated quote, a lone `W/`) is malformed: 400 naming it.
+Werkzeug parses the headers (`request.if_match`, `request.if_none_match`), and its reading is the
+service's: it skips list elements it cannot read and takes an unquoted token for a tag, as many
+servers do for clients that forget the quotes. A header is malformed (400 naming it) when Werkzeug
+finds no tag at all in it: empty, only commas, an unterminated quote, junk after a quoted tag.
 `If-None-Match` is weighed on GET of a task or a list (weak comparison, `*` matches any current
 answer); `If-Match` on PUT, PATCH .../complete and DELETE (strong comparison, so weak tags never
 match; `*` means "if the task exists"), checked by the very SQL statement that writes.
@@ -29,11 +30,11 @@ ERROR_CACHE_CONTROL = "no-store"
 
 
 def _parsed(header, tags):
-    """`tags` (Werkzeug's parse of `header`), None when the header is absent, 400 when it holds no tag."""
+    """`tags` (Werkzeug's parse of `header`), None when the header is absent, 400 when it is malformed."""
     if header not in request.headers:
         return None
     if not tags:
-        raise validation_error(f"{header} must be '*' or a comma-separated list of entity tags such as "
+        raise validation_error(f"{header} must be '*' or a comma-separated list of quoted entity tags such as "
                                '"2026-11-26T13:29:37.123456Z".', header)
     return tags
 
