@@ -341,3 +341,17 @@ def test_get_answers_must_be_revalidated_and_errors_never_kept(client):
                      client.get("/nowhere"), client.post(url), client.put(url, json={}),
                      client.post("/api/alice/tasks", data="{", content_type="application/json")]:
         assert response.status_code >= 400 and response.headers["Cache-Control"] == "no-store"
+
+
+# --- CORS ----------------------------------------------------------------------------------------------
+
+def test_browsers_may_send_the_headers_and_read_the_answers(client):
+    origin = "http://localhost:3000"
+    preflight = client.options("/api/alice/tasks/1", headers={
+        "Origin": origin, "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "If-Match, If-None-Match, Idempotency-Key"})
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"if-match", "if-none-match", "idempotency-key"} <= allowed
+    answer = client.get("/api/alice/tasks", headers={"Origin": origin})
+    exposed = {h.strip().lower() for h in answer.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"etag", "location", "retry-after", "x-request-id", "idempotent-replayed"} <= exposed
