@@ -57,9 +57,14 @@ BASELINE = Scenario("baseline", "get.lua", "Baseline: bare WSGI app, same gunico
 SCENARIOS = (
     Scenario("get", "get.lua", "GET one task", (p99(50), Target("fraction", 0.35, at_least=True))),
     Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
+    # A poll of an unchanged list (304) should cost about what a get does.
+    Scenario("list-poll", "list_poll.lua", "GET a user's 100 tasks with If-None-Match: 304",
+             (p99(50), Target("fraction", 0.35, at_least=True))),
     Scenario("list-10k", "list_big.lua", "GET 10,000-task user, pending by title",
              (Target("p95_ms", 500, unit=" ms"),)),
     Scenario("create", "create.lua", "POST a task", (p99(50),)),
+    # Keys may not cost a create more than 20%: compare its numbers with create's.
+    Scenario("create-idem", "create_idem.lua", "POST a task with an Idempotency-Key", (p99(50),)),
     Scenario("update", "update.lua", "PUT a task", (p99(50),)),
     Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
