@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     user_id text NOT NULL,
     idempotency_key text NOT NULL,
     request_hash bytea NOT NULL,
-    status integer NOT NULL,
+    status bigint NOT NULL,
     body bytea NOT NULL,
     location text,
     etag text NOT NULL,

@@ -36,11 +36,11 @@ stored AS (
         created.user_id,
         %(idempotency_key)s,
         %(request_hash)s,
-        201,
-        convert_to(row_to_json(created)::text, 'UTF8'),
-        %(location_prefix)s || created.id,
-        created.updated_at,
-        now() + %(ttl)s::interval
+        201 AS status,
+        convert_to(row_to_json(created)::text, 'UTF8') AS body,
+        %(location_prefix)s || created.id AS location,
+        created.updated_at AS etag,
+        now() + %(ttl)s::interval AS expires_at
     FROM created
     RETURNING status, body, location, etag
 )
@@ -76,7 +76,7 @@ toggled AS (
     WHERE
         id = %(id)s
         AND user_id = %(user_id)s
-        AND (%(etags)s::text [] IS NULL OR api_timestamp(updated_at) = ANY(%(etags)s::text []))
+        AND (%(etags)s::text[] IS null OR api_timestamp(updated_at) = any(%(etags)s::text[]))
         AND NOT EXISTS (SELECT FROM previous)
     RETURNING
         id, user_id, title, description, completed,
@@ -91,11 +91,11 @@ stored AS (
         toggled.user_id,
         %(idempotency_key)s,
         %(request_hash)s,
-        200,
-        convert_to(row_to_json(toggled)::text, 'UTF8'),
-        NULL,
-        toggled.updated_at,
-        now() + %(ttl)s::interval
+        200 AS status,
+        convert_to(row_to_json(toggled)::text, 'UTF8') AS body,
+        null AS location,
+        toggled.updated_at AS etag,
+        now() + %(ttl)s::interval AS expires_at
     FROM toggled
     RETURNING status, body, location, etag
 )
@@ -112,7 +112,7 @@ SELECT
     previous.status, previous.body, previous.location, previous.etag
 FROM previous
 UNION ALL
-SELECT 'precondition_failed' AS outcome, NULL AS status, NULL AS body, NULL AS location, NULL AS etag
+SELECT 'precondition_failed' AS outcome, null AS status, null AS body, null AS location, null AS etag
 FROM tasks
 WHERE
     tasks.id = %(id)s
@@ -147,7 +147,7 @@ WHERE
 -- params: batch
 -- index: idempotency_keys_expires_idx
 DELETE FROM idempotency_keys
-WHERE ctid = ANY(ARRAY(
+WHERE ctid = any(array(
     SELECT expired.ctid
     FROM idempotency_keys AS expired
     WHERE expired.expires_at <= now()

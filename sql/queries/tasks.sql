@@ -78,7 +78,7 @@ WITH changed AS (
     WHERE
         id = %(id)s
         AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = ANY(%(etags)s::text [])
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
     RETURNING
         id, user_id, title, description, completed,
         api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
@@ -87,9 +87,11 @@ WITH changed AS (
 SELECT
     changed.id, changed.user_id, changed.title, changed.description, changed.completed,
     changed.created_at, changed.updated_at
-FROM tasks AS current_task
-LEFT JOIN changed ON true
-WHERE current_task.id = %(id)s AND current_task.user_id = %(user_id)s;
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN changed ON current_task.id = changed.id;
 
 -- name: toggle_task_if_match :one
 -- toggle_task, only when the task's current tag is one of etags.
@@ -102,7 +104,7 @@ WITH toggled AS (
     WHERE
         id = %(id)s
         AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = ANY(%(etags)s::text [])
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
     RETURNING
         id, user_id, title, description, completed,
         api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
@@ -111,9 +113,11 @@ WITH toggled AS (
 SELECT
     toggled.id, toggled.user_id, toggled.title, toggled.description, toggled.completed,
     toggled.created_at, toggled.updated_at
-FROM tasks AS current_task
-LEFT JOIN toggled ON true
-WHERE current_task.id = %(id)s AND current_task.user_id = %(user_id)s;
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN toggled ON current_task.id = toggled.id;
 
 -- name: delete_task_if_match :one
 -- delete_task, only when the task's current tag is one of etags.
@@ -125,14 +129,16 @@ WITH removed AS (
     WHERE
         id = %(id)s
         AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = ANY(%(etags)s::text [])
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
     RETURNING id
 )
 
-SELECT removed.id IS NOT NULL AS deleted
-FROM tasks AS current_task
-LEFT JOIN removed ON true
-WHERE current_task.id = %(id)s AND current_task.user_id = %(user_id)s;
+SELECT removed.id IS NOT null AS deleted
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN removed ON current_task.id = removed.id;
 
 -- name: seed_tasks :execrows
 -- Demo data for `make seed`: count tasks for one user, every third one completed.
