@@ -29,10 +29,11 @@ GET_CACHE_CONTROL = "private, no-cache"  # per-user data: revalidate every time,
 ERROR_CACHE_CONTROL = "no-store"
 
 
-def _parsed(header, tags):
-    """`tags` (Werkzeug's parse of `header`), None when the header is absent, 400 when it is malformed."""
+def _parsed(header, attribute):
+    """Werkzeug's parse of `header` (`request.<attribute>`), None when absent, 400 when it holds no tag."""
     if header not in request.headers:
         return None
+    tags = getattr(request, attribute)
     if not tags:
         raise validation_error(f"{header} must be '*' or a comma-separated list of quoted entity tags such as "
                                '"2026-11-26T13:29:37.123456Z".', header)
@@ -41,12 +42,12 @@ def _parsed(header, tags):
 
 def if_none_match():
     """The request's If-None-Match tags, or None without the header."""
-    return _parsed("If-None-Match", request.if_none_match)
+    return _parsed("If-None-Match", "if_none_match")
 
 
 def if_match():
     """The strong tags a write must find, or None when it need not check (no If-Match, or `*`)."""
-    tags = _parsed("If-Match", request.if_match)
+    tags = _parsed("If-Match", "if_match")
     if tags is None or tags.star_tag:
         return None
     return sorted(tag for tag in tags.as_set() if tag is not None)
