@@ -9,7 +9,7 @@ import requests
 
 from tests.support import auth_headers, wait_for_lock_wait
 from tests.test_tasks_api import create
-from todo_service import dao, listcache
+from todo_service import conditional, dao, listcache
 
 # Werkzeug finds no tag in these.
 MALFORMED = ["", ",", ", ,", '"unterminated', 'W/"', '"a" "b"', 'W/"x" junk']
@@ -133,14 +133,17 @@ def assert_not_modified(response, tag):
     assert response.headers["Cache-Control"] == "private, no-cache"
 
 
-def test_get_with_the_current_tag_is_304_without_a_body(client, statements):
+def test_get_with_the_current_tag_is_304_without_a_body(client, statements, monkeypatch):
     task = create(client)
     url = f"/api/alice/tasks/{task['id']}"
     tag = client.get(url).headers["ETag"]
     statements.clear()
+    encoded = []
+    real_json_response = conditional.json_response
+    monkeypatch.setattr(conditional, "json_response", lambda *args: encoded.append(args) or real_json_response(*args))
     for header in [tag, f"W/{tag}", f'"old", {tag}', f'W/"x", W/{tag}', "*"]:
         assert_not_modified(client.get(url, headers={"If-None-Match": header}), tag)
-    assert statements == ["get_task"] * 5  # the task is read, its body never encoded
+    assert statements == ["get_task"] * 5 and encoded == []  # the task is read, its body never encoded
     client.patch(url + "/complete")
     fresh = client.get(url, headers={"If-None-Match": tag})
     assert fresh.status_code == 200 and fresh.get_json()["completed"] is True
