@@ -134,6 +134,7 @@ class Settings:
     threads: int
     reuse_port: bool
     list_cache_mb: float
+    idempotency_ttl_hours: float
     auth_jwks_url: str | None = None
     auth_jwt_secret: str | None = field(default=None, repr=False)
     auth_issuer: str | None = None
@@ -199,4 +200,5 @@ def load_settings(env=None):
         auth_user_claim=_raw(env, "AUTH_USER_CLAIM", "sub"),
         auth_leeway_seconds=_int(env, "AUTH_LEEWAY_SECONDS", 30, 0, 3600),
         auth_disabled=_bool(env, "AUTH_DISABLED", False),
+        idempotency_ttl_hours=_float(env, "IDEMPOTENCY_TTL_HOURS", 24.0, 0.001, 8760),
     )

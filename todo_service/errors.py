@@ -5,7 +5,7 @@ import logging
 from flask import Blueprint, g
 from werkzeug.exceptions import HTTPException
 
-from .dao import TaskNotFound
+from .dao import PreconditionFailed, TaskNotFound
 from .db import DatabaseUnavailable
 from .responses import json_response
 
@@ -56,6 +56,12 @@ def handle_api_error(exc):
 @bp.app_errorhandler(TaskNotFound)
 def handle_task_not_found(exc):
     return error_response(404, "TASK_NOT_FOUND", "No task with this id exists for this user.")
+
+
+@bp.app_errorhandler(PreconditionFailed)
+def handle_precondition_failed(exc):
+    detail = "The task has changed since you read it: its ETag matches no tag of If-Match. Read it again."
+    return error_response(412, "PRECONDITION_FAILED", detail, "If-Match")
 
 
 @bp.app_errorhandler(DatabaseUnavailable)
