@@ -165,6 +165,26 @@ def test_an_unchanged_list_is_304_after_one_primary_key_read(client, statements,
     assert changed.status_code == 200 and len(changed.get_json()) == 2
 
 
+def test_each_page_has_its_own_tag_and_an_unchanged_page_is_304(client, statements):
+    for number in range(5):
+        create(client, title=f"task {number}")
+    first = client.get("/api/alice/tasks?limit=2")
+    tag, next_page = first.headers["ETag"], first.headers["Link"].split(";")[0].strip("<>")
+    assert "cursor=" in next_page
+    second = client.get(next_page)
+    tags = {tag, second.headers["ETag"], list_tag(client), list_tag(client, "?limit=3")}
+    assert len(tags) == 4  # every page and page size its own tag, none the whole list's
+    statements.clear()
+    assert_not_modified(client.get("/api/alice/tasks?limit=2", headers={"If-None-Match": tag}), tag)
+    assert statements == ["get_list_version"]
+    again = client.get(next_page, headers={"If-None-Match": tag})
+    assert again.status_code == 200 and again.get_json() == second.get_json()  # another page's tag
+    create(client, title="task 5")
+    changed = client.get("/api/alice/tasks?limit=2", headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag and "rel=\"next\"" in changed.headers["Link"]
+    assert client.get("/api/alice/tasks?limit=2&cursor=AAAA", headers={"If-None-Match": "*"}).status_code == 400
+
+
 def test_a_missing_task_stays_404_under_if_none_match(client):
     assert client.get("/api/alice/tasks/999999", headers={"If-None-Match": "*"}).status_code == 404
 
