@@ -37,7 +37,7 @@ seed: $(STAMP) ## Demo data: make seed USERS=10 TASKS=20
 # The API tests that run a second time with every connection through a real PgBouncer.
 PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_listcache.py tests/test_errors.py \
 	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
-	tests/test_fuzz.py
+	tests/test_fuzz.py tests/test_statement_timeout.py
 
 # $(call debian,NAME): make sure a Debian package's program exists; as root, install it.
 define debian

@@ -34,17 +34,29 @@ class DatabaseUnavailable(Exception):
         self.retryable = retryable
 
 
+class DatabaseTimeout(Exception):
+    """A statement ran past DB_STATEMENT_TIMEOUT_MS and was cancelled; the database itself is fine."""
+
+    def __init__(self, statement, message):
+        super().__init__(message)
+        self.statement = statement
+
+
 # The server ended the session before running the statement (admin or crash shutdown, terminated
 # backend): it answers with one of these instead of a result, so running it again is safe.
 SERVER_ENDED_SESSION = {"57P01", "57P02", "57P03"}
 
 
 class PooledConnection(psycopg.Connection):
-    """A pool connection that runs its statements on one cursor it keeps.
+    """A pool connection that runs each statement in one round trip, on one cursor it keeps.
 
     `conn.execute` makes a new cursor per statement, about a third of psycopg's cost for a one-row
     query (docs/performance.md). Only the thread holding the connection uses it, so one is enough.
     """
+
+    # Behind a transaction-mode pooler: the statement timeout to set for each statement's own
+    # transaction (set by the pool's `configure`); None where the connection's startup set it.
+    local_timeout = None
 
     @property
     def statements(self):
@@ -54,10 +66,23 @@ class PooledConnection(psycopg.Connection):
         return cursor
 
     def run(self, query, **params):
-        """Run a named statement on the kept cursor and return its result."""
+        """Run a named statement on the kept cursor and return its result, in one round trip.
+
+        The statement goes out as a pipeline with a single Sync, so whatever psycopg sends with it
+        travels in the same exchange: the Parse of a statement it prepares on this run (alone, that
+        Parse waits for its own answer), and behind a pooler the `set_statement_timeout` that bounds
+        it (both run in the implicit transaction that ends at the Sync). docs/performance.md.
+        """
         cursor = self.statements
         try:
-            return query.run(cursor, **params)
+            with self.pipeline():
+                if self.local_timeout is not None:
+                    QUERIES.set_statement_timeout.send(cursor, timeout=self.local_timeout)
+                query.send(cursor, **params)
+            return query.result(cursor)
+        except psycopg.errors.QueryCanceled as exc:
+            log.warning("slow statement %s: cancelled by the statement timeout (%s)", query.name, _first_line(exc))
+            raise DatabaseTimeout(query.name, _first_line(exc)) from exc
         finally:
             if query.kind == ":many":
                 cursor.close()  # else its result would hold every listed row until the next statement
@@ -82,9 +107,19 @@ def connect_kwargs(settings):
         "row_factory": dict_row,
     }
     if not settings.pgbouncer and settings.statement_timeout_ms:
-        # A startup option costs no round trip; poolers reject it, so they get SET LOCAL instead.
+        # A startup option costs no round trip; poolers reject it, so there each statement sets it (run()).
         kwargs["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
     return kwargs
+
+
+def configure_for(settings):
+    """The pool's per-connection setup: behind a pooler, the timeout each statement sets for itself."""
+    local_timeout = str(settings.statement_timeout_ms) if settings.pgbouncer and settings.statement_timeout_ms else None
+
+    def configure(conn):
+        conn.local_timeout = local_timeout
+
+    return configure
 
 
 def make_pool(settings, url=None):
@@ -93,6 +128,7 @@ def make_pool(settings, url=None):
         url or resolve_url(settings),
         connection_class=PooledConnection,
         kwargs=connect_kwargs(settings),
+        configure=configure_for(settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
@@ -188,12 +224,10 @@ def connection():
         _Health.mark(False, _first_line(exc))
         raise DatabaseUnavailable(_first_line(exc)) from exc
     try:
-        if settings.pgbouncer and settings.statement_timeout_ms:
-            with conn.transaction():
-                QUERIES.set_statement_timeout.run(conn, timeout=str(settings.statement_timeout_ms))
-                yield conn
-        else:
-            yield conn
+        yield conn
+    except DatabaseTimeout:
+        _Health.mark(True)  # it answered, if slowly: a statement timeout is no outage
+        raise
     except psycopg.OperationalError as exc:
         retryable = exc.sqlstate in SERVER_ENDED_SESSION
         if not retryable:
