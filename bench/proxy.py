@@ -25,9 +25,11 @@ tests), which reads `counts()` whenever it likes.
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -52,6 +54,7 @@ class Counts:
     server_bytes: int = 0
     delayed_chunks: int = 0
     delay_s: float = 0.0  # sum of the delays really applied (the event loop adds a little)
+    cpu_s: float = 0.0  # CPU time of the proxy's thread: what emulating the network took from the machine
 
     def __sub__(self, other):
         return Counts(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
@@ -248,7 +251,10 @@ class LatencyProxy:
     def counts(self):
         """A snapshot of the counters."""
         with self._lock:
-            return Counts(**vars(self._counts))
+            counts = Counts(**vars(self._counts))
+        if self._thread is not None and self._thread.is_alive():
+            counts.cpu_s = time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
+        return counts
 
     def conninfo(self, url):
         """`url` with its host and port replaced by this proxy's."""
@@ -328,6 +334,73 @@ class LatencyProxy:
             raise
         queue.put_nowait((0, None, None))  # end of stream: deliver what is queued, then pass the EOF on
         await sender
+
+
+class ProxyProcess:
+    """A LatencyProxy in a process of its own, with the same face: `start`, `stop`, `counts`, `conninfo`.
+
+    The benchmark runs it this way, so that nothing in the runner's process (the memory sampler
+    holds the GIL for milliseconds at a time) delays the bytes beyond what was asked for.
+    """
+
+    def __init__(self, target, delay_ms=0.0, host="127.0.0.1"):
+        self.target, self.delay_ms, self.host = target, delay_ms, host
+        self.port = None
+        self._pipe = self._process = None
+
+    def start(self):
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited threads or locks
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self.target, self.delay_ms, self.host),
+                                        name="latency-proxy", daemon=True)
+        self._process.start()
+        if not self._pipe.poll(30):
+            self.stop()
+            raise RuntimeError("the latency proxy did not start within 30 s")
+        answer = self._pipe.recv()
+        if isinstance(answer, str):
+            self.stop()
+            raise RuntimeError(f"the latency proxy could not listen: {answer}")
+        self.port = answer
+        return self
+
+    def counts(self):
+        self._pipe.send("counts")
+        return Counts(**self._pipe.recv())
+
+    def conninfo(self, url):
+        return LatencyProxy.conninfo(self, url)
+
+    def stop(self):
+        if self._process is not None and self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._pipe.send("stop")
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _serve(pipe, target, delay_ms, host):
+    """The proxy process: listen, report the port, answer `counts` until told to `stop`."""
+    try:
+        proxy = LatencyProxy(target, delay_ms, host).start()
+    except OSError as exc:
+        pipe.send(str(exc))
+        return
+    pipe.send(proxy.port)
+    try:
+        while pipe.recv() == "counts":
+            pipe.send(vars(proxy.counts()))
+    except EOFError:  # the parent went away
+        pass
+    proxy.stop()
 
 
 def parse_target(text):
