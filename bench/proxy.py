@@ -403,6 +403,14 @@ def _serve(pipe, target, delay_ms, host):
     proxy.stop()
 
 
+def target_of(url):
+    """(host or socket directory, port) of the PostgreSQL a connection URL points at."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(url)
+    return info.get("host") or "127.0.0.1", int(info.get("port") or 5432)
+
+
 def parse_target(text):
     """HOST:PORT or /socket/dir:PORT."""
     host, _, port = text.rpartition(":")

@@ -111,15 +111,14 @@ class DatabasePath:
         """Start what the path needs in front of the database at `url`; return (service URL, service env)."""
         from psycopg.conninfo import conninfo_to_dict
 
-        from bench.proxy import ProxyProcess
+        from bench.proxy import ProxyProcess, target_of
         from tests.pgservers import PgBouncer  # the one the tests run: transaction mode, on 127.0.0.1
 
-        info = conninfo_to_dict(url)
-        target = (info.get("host") or "127.0.0.1", int(info.get("port") or 5432))
-        env = {}
+        target, env = target_of(url), {}
         if self.pooler:
             self.bouncer = PgBouncer(target[1], name="bench-bouncer", target_host=target[0]).start()
-            target, url = ("127.0.0.1", self.bouncer.port), self.bouncer.url(info.get("dbname", "postgres"))
+            target = ("127.0.0.1", self.bouncer.port)
+            url = self.bouncer.url(conninfo_to_dict(url).get("dbname", "postgres"))
             env["DATABASE_PGBOUNCER"] = "true"
         if self.latency_ms is not None:
             self.proxy = ProxyProcess(target, self.latency_ms).start()
