@@ -274,7 +274,8 @@ def network_markdown_block(results):
         NETWORK_BEGIN,
         f"<!-- Written by bench/network.py from bench/results/{first['started_at']}-*.json; "
         "edits here are overwritten. -->",
-        f"- Run {first['started_at']}{', label `' + first['label'] + '`' if first.get('label') else ''}, "
+        f"- Run {first['started_at']}{', label `' + first['label'] + '`' if first.get('label') else ''}"
+        f"{' (quick smoke run)' if config['quick'] else ''}, "
         f"commit `{first['git']}`: {config['duration']} s per scenario after a {config['warmup']} s warm-up, "
         f"{config['connections']} connections; {seed['users']} users x {seed['tasks_per_user']} tasks + "
         f"{seed['big_tasks']:,}; ceiling {fmt(first['baseline']['summary']['rps'])} req/s.",

@@ -81,7 +81,7 @@ class PooledConnection(psycopg.Connection):
                 query.send(cursor, **params)
             return query.result(cursor)
         except psycopg.errors.QueryCanceled as exc:
-            log.warning("slow statement %s: cancelled by the statement timeout (%s)", query.name, _first_line(exc))
+            log.warning("slow statement %s: cancelled (%s)", query.name, _first_line(exc))
             raise DatabaseTimeout(query.name, _first_line(exc)) from exc
         finally:
             if query.kind == ":many":
