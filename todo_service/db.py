@@ -68,13 +68,21 @@ class PooledConnection(psycopg.Connection):
     def run(self, query, **params):
         """Run a named statement on the kept cursor and return its result, in one round trip.
 
-        The statement goes out as a pipeline with a single Sync, so whatever psycopg sends with it
-        travels in the same exchange: the Parse of a statement it prepares on this run (alone, that
-        Parse waits for its own answer), and behind a pooler the `set_statement_timeout` that bounds
-        it (both run in the implicit transaction that ends at the Sync). docs/performance.md.
+        Most runs are a plain execute: Parse/Bind/Execute and Sync in one packet, or Bind/Execute
+        once psycopg has prepared the statement. Two kinds of run go out as a pipeline with a single
+        Sync instead, so that what psycopg sends with the statement travels in the same exchange:
+        behind a pooler, the `set_statement_timeout` that bounds it (both run in the implicit
+        transaction that ends at the Sync), and a run on which psycopg may prepare it (alone, that
+        Parse would wait for an answer of its own). Only plain runs keep the server's reason when it
+        ends the session (psycopg's pipeline loses it), so plain is the rule. docs/performance.md.
         """
         cursor = self.statements
         try:
+            if self.local_timeout is None and not self._may_prepare(query, params):
+                return query.run(cursor, **params)
+            if _looks_dead(self):  # closed since checkout: say so while nothing has been sent
+                self.close()
+                raise DatabaseUnavailable("the server closed the connection", retryable=True)
             with self.pipeline():
                 if self.local_timeout is not None:
                     QUERIES.set_statement_timeout.send(cursor, timeout=self.local_timeout)
@@ -86,6 +94,32 @@ class PooledConnection(psycopg.Connection):
         finally:
             if query.kind == ":many":
                 cursor.close()  # else its result would hold every listed row until the next statement
+
+    def _may_prepare(self, query, params):
+        """Whether psycopg may prepare `query` on this run: it prepares a statement on the run after
+        `prepare_threshold` runs, counting per text and parameter types. The same count here, by name
+        and the types the values are sent as; a miss only costs that run a second round trip."""
+        if self.prepare_threshold is None:
+            return False
+        runs = self.__dict__.setdefault("_runs", {})
+        key = (query.name, *map(_sent_as, params.values()))
+        count = runs.get(key, 0)
+        if count > self.prepare_threshold:
+            return False
+        runs[key] = count + 1
+        return True
+
+
+def _sent_as(value):
+    """The PostgreSQL type psycopg sends `value` as, as far as it varies for one Python type: an int
+    goes as int2, int4, int8 or numeric by its size."""
+    if type(value) is not int:
+        return type(value)
+    if -(2**15) <= value < 2**15:
+        return "int2"
+    if -(2**31) <= value < 2**31:
+        return "int4"
+    return "int8" if -(2**63) <= value < 2**63 else "numeric"
 
 
 def resolve_url(settings):
