@@ -18,8 +18,8 @@ server bytes when they are handed to the client.
 
     python -m bench.proxy --target 127.0.0.1:5432 --delay-ms 5     # or --target /path/to/socket/dir:5432
 
-`LatencyProxy` runs the same proxy on an event loop in a thread of the caller (the benchmark, the
-tests), which reads `counts()` whenever it likes.
+`LatencyProxy` runs the proxy on an event loop in a thread of the caller (the tests), which reads
+`counts()` whenever it likes; `ProxyProcess` runs it in a process of its own (the benchmark).
 """
 
 import argparse
