@@ -22,7 +22,8 @@ MODES = {"direct": False, "pgbouncer": True}
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.network", description=__doc__.splitlines()[0],
-                                     epilog="Other options: see python -m bench.run --help.")
+                                     epilog="Other options pass through to python -m bench.run (see its --help), "
+                                            "e.g. --duration 10 --warmup 2 --scenarios get,mix --label NAME.")
     parser.add_argument("--latencies", default="0,1,5", help="one-way delays in ms, comma list (default 0,1,5)")
     parser.add_argument("--modes", default="direct,pgbouncer", help="direct, pgbouncer or both (default both)")
     args, rest = parser.parse_known_args(argv)
