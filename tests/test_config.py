@@ -39,6 +39,16 @@ def test_neon_pooler_host_turns_off_prepared_statements():
     assert forced.pgbouncer is True and forced.prepare_threshold is None
 
 
+def test_prepared_statements_behind_a_pooler_only_when_asked():
+    pooled = "postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db"
+    asked = load_settings({"DATABASE_URL": pooled, "DATABASE_PGBOUNCER_PREPARED": "true"})
+    assert asked.pgbouncer is True and asked.pgbouncer_prepared is True and asked.prepare_threshold == 5
+    never = load_settings({"DATABASE_URL": pooled, "DATABASE_PGBOUNCER_PREPARED": "true",
+                           "DATABASE_PREPARE_THRESHOLD": "0"})
+    assert never.prepare_threshold is None
+    assert load_settings({"DATABASE_URL": pooled}).pgbouncer_prepared is False
+
+
 def test_migrations_may_use_a_direct_url():
     settings = load_settings({"DATABASE_URL": "postgresql://u@pooled/db", "DATABASE_URL_DIRECT": "postgresql://u@direct/db"})
     assert settings.migration_url == "postgresql://u@direct/db"
@@ -65,6 +75,7 @@ def test_migrations_may_use_a_direct_url():
     ({"LIST_CACHE_MB": "-1"}, "LIST_CACHE_MB"),
     ({"IDEMPOTENCY_TTL_HOURS": "a day"}, "IDEMPOTENCY_TTL_HOURS"),
     ({"IDEMPOTENCY_TTL_HOURS": "0"}, "IDEMPOTENCY_TTL_HOURS"),
+    ({"DATABASE_PGBOUNCER_PREPARED": "sometimes"}, "DATABASE_PGBOUNCER_PREPARED"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):

@@ -6,7 +6,7 @@ from flask import Blueprint, g
 from werkzeug.exceptions import HTTPException
 
 from .dao import PreconditionFailed, TaskNotFound
-from .db import DatabaseUnavailable
+from .db import DatabaseTimeout, DatabaseUnavailable
 from .responses import json_response
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ def handle_precondition_failed(exc):
 def handle_database_unavailable(exc):
     detail = "The database is unavailable right now; retry in a few seconds."
     return error_response(503, "DATABASE_UNAVAILABLE", detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@bp.app_errorhandler(DatabaseTimeout)
+def handle_database_timeout(exc):
+    detail = "The database took too long to answer this request; retry in a few seconds."
+    return error_response(503, "DATABASE_TIMEOUT", detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 @bp.app_errorhandler(HTTPException)

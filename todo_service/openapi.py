@@ -87,8 +87,9 @@ COMMON = {
     "404": _error("No such route (NOT_FOUND), or no such task (TASK_NOT_FOUND)."),
     "400": _error("Invalid path value, query parameter or body field (VALIDATION_ERROR)."),
     "405": _error("Known path, other method (METHOD_NOT_ALLOWED).", "Allow"),
-    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE), or with authentication on, the auth "
-                  "server's key set cannot be fetched (AUTH_UNAVAILABLE).", "Retry-After"),
+    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE) or too slow to answer (DATABASE_TIMEOUT), "
+                  "or with authentication on, the auth server's key set cannot be fetched (AUTH_UNAVAILABLE).",
+                  "Retry-After"),
     "500": _error("Unexpected error (INTERNAL_ERROR)."),
 }
 # With authentication on (AUTH_JWKS_URL or AUTH_JWT_SECRET), every /api/ request needs a bearer token.
