@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import cli, cors, db, errors, health, listcache, logs, middleware, openapi, tasks
+from . import cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, tasks
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
 
@@ -24,6 +24,7 @@ def create_app(test_config=None):
     middleware.init_app(app)
     cli.init_app(app)
     openapi.init_app(app)
+    docs.init_app(app)
     app.register_blueprint(errors.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)

@@ -118,6 +118,7 @@ class Settings:
     threads: int
     reuse_port: bool
     list_cache_mb: float
+    docs_enabled: bool
 
     @property
     def migration_url(self):
@@ -164,4 +165,5 @@ def load_settings(env=None):
         threads=threads,
         reuse_port=_bool(env, "GUNICORN_REUSE_PORT", True),
         list_cache_mb=_float(env, "LIST_CACHE_MB", 16.0, 0, 4096),
+        docs_enabled=_bool(env, "DOCS_ENABLED", True),
     )
