@@ -47,7 +47,7 @@ def on_starting(server):
     try:
         if server.cfg.reuse_port:  # gunicorn's master binds nothing then, so nothing else would notice
             check_free(server.cfg.address)
-        prepare_service()
+        prepare_service(server.cfg.address)
     except StartupError as exc:
         logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)
         embedded.stop()

@@ -6,9 +6,11 @@ import shutil
 import psycopg
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.pgservers import PgBouncer, PgCluster
-from tests.support import LOG_DIR, LiveServer
+from tests.support import AUTH_ENV, LOG_DIR, LiveServer, with_auth
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
@@ -17,7 +19,7 @@ from todo_service.scratch import scratch_database
 # `make test` runs the API tests a second time with this set: every connection the tests and the
 # service make then goes through a real PgBouncer in transaction pooling mode.
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
-SERVICE_ENV = {"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}
+SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}), **AUTH_ENV}
 
 
 def pytest_sessionstart(session):
@@ -72,6 +74,18 @@ def settings_for(database_url, **overrides):
     return load_settings(env)
 
 
+class UserClient(FlaskClient):
+    """Flask's test client; with TEST_AUTH=1 each request carries a token for its path's user."""
+
+    def open(self, *args, **kwargs):
+        if args and isinstance(args[0], str):
+            kwargs["headers"] = with_auth(args[0], kwargs.get("headers"))
+        return super().open(*args, **kwargs)
+
+
+Flask.test_client_class = UserClient  # for every app the tests make
+
+
 @pytest.fixture
 def app(database_url, clean_db):
     """The Flask app on the test database."""
@@ -99,7 +113,11 @@ def live_server(database_url):
 def api(live_server, clean_db):
     """`api(method, path, **requests_kwargs)` against the live gunicorn, on one keep-alive session."""
     session = requests.Session()
-    yield lambda method, path, **kw: session.request(method, live_server.url(path), timeout=30, **kw)
+
+    def call(method, path, headers=None, **kw):
+        return session.request(method, live_server.url(path), headers=with_auth(path, headers), timeout=30, **kw)
+
+    yield call
     session.close()
 
 

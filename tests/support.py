@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import jwt
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,9 +17,44 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 LOG_DIR = ROOT / ".data" / "test-logs"  # git-ignored; emptied at the start of each test session
 
 
+# `make test` runs the API tests again with this set: the service then requires a token signed with
+# TEST_SECRET, and every request the tests make as a user carries one for that user.
+WITH_AUTH = os.environ.get("TEST_AUTH") == "1"
+TEST_SECRET = "test-secret-of-the-todo-service-suite-0123456789"
+AUTH_ENV = {"AUTH_JWT_SECRET": TEST_SECRET} if WITH_AUTH else {}
+
+
+def token_for(user, secret=TEST_SECRET, seconds=3600, **claims):
+    """An HS256 token naming `user`, as the frontend's auth server would issue it."""
+    return jwt.encode({"sub": user, "exp": int(time.time()) + seconds, **claims}, secret, algorithm="HS256")
+
+
 def auth_headers(user):
     """Headers that authenticate a request as `user`: none while the suite runs with authentication off."""
-    return {}
+    return {"Authorization": f"Bearer {token_for(user)}"} if WITH_AUTH else {}
+
+
+def auth_line(user):
+    """The Authorization header line for raw HTTP requests as `user` (empty with authentication off)."""
+    return b"".join(f"{name}: {value}\r\n".encode() for name, value in auth_headers(user).items())
+
+
+def path_user(path):
+    """The user id a request path names (/api/{user_id}/...), percent-decoded; None elsewhere."""
+    path = urlsplit(path).path
+    if not path.startswith("/api/"):
+        return None
+    rest = path[len("/api/"):]
+    return unquote(rest.split("/tasks", 1)[0] if "/tasks" in rest else rest.split("/", 1)[0]) or None
+
+
+def with_auth(path, headers):
+    """`headers` plus a token for the path's user, unless they authenticate already."""
+    user = path_user(path)
+    headers = dict(headers or {})
+    if user is None or any(name.lower() == "authorization" for name in headers):
+        return headers
+    return {**auth_headers(user), **headers}
 
 
 def free_port():

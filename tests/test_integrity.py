@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.support import auth_headers, auth_line
 from tests.test_http import raw_request
 from todo_service.jsonbody import BODY_IDLE_TIMEOUT_SECONDS
 
@@ -15,16 +16,17 @@ from todo_service.jsonbody import BODY_IDLE_TIMEOUT_SECONDS
 def test_concurrent_puts_each_answer_a_whole_task_and_last_write_wins(api, live_server):
     task = api("POST", "/api/racer/tasks", json={"title": "start"}).json()
     url = live_server.url(f"/api/racer/tasks/{task['id']}")
+    racer = auth_headers("racer")
     bodies = [{"title": f"title-{i}", "description": f"description-{i}", "completed": i % 2 == 0}
               for i in range(60)]
     with ThreadPoolExecutor(30) as pool:
-        answers = list(pool.map(lambda body: requests.put(url, json=body, timeout=15), bodies))
+        answers = list(pool.map(lambda body: requests.put(url, json=body, headers=racer, timeout=15), bodies))
     assert [a.status_code for a in answers] == [200] * 60
     for answer in answers:
         got = answer.json()
         i = int(got["title"].split("-")[1])
         assert (got["description"], got["completed"]) == (f"description-{i}", i % 2 == 0), got
-    final = requests.get(url, timeout=5).json()
+    final = requests.get(url, headers=racer, timeout=5).json()
     last = max(answers, key=lambda a: a.json()["updated_at"]).json()
     assert final == last
 
@@ -32,15 +34,16 @@ def test_concurrent_puts_each_answer_a_whole_task_and_last_write_wins(api, live_
 def test_concurrent_deletes_exactly_one_204(api, live_server):
     task = api("POST", "/api/racer/tasks", json={"title": "delete me"}).json()
     url = live_server.url(f"/api/racer/tasks/{task['id']}")
+    racer = auth_headers("racer")
     with ThreadPoolExecutor(20) as pool:
-        codes = sorted(pool.map(lambda _: requests.delete(url, timeout=15).status_code, range(20)))
+        codes = sorted(pool.map(lambda _: requests.delete(url, headers=racer, timeout=15).status_code, range(20)))
     assert codes == [204] + [404] * 19
 
 
 def test_truncated_body_stores_nothing(api, live_server):
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
         sock.sendall(b"POST /api/cut/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{\"title\": \"half")
+                     + auth_line("cut") + b"Content-Length: 100\r\n\r\n{\"title\": \"half")
         sock.shutdown(socket.SHUT_WR)
         reply = sock.recv(65536)
     assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:200]
@@ -54,7 +57,7 @@ def test_a_stalled_body_gets_4xx_and_frees_its_thread(api, live_server):
     for _ in range(20):  # more than one worker's eight threads
         sock = socket.create_connection(("127.0.0.1", live_server.port), timeout=60)
         sock.sendall(b"POST /api/slow/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 50\r\n\r\n{\"title\":")
+                     + auth_line("slow") + b"Content-Length: 50\r\n\r\n{\"title\":")
         stalled.append(sock)
     for sock in stalled:
         reply = sock.recv(65536)
@@ -81,6 +84,6 @@ def test_absurd_requests_get_4xx_or_a_closed_connection(live_server, request_byt
 
 def test_non_utf8_header_values_are_ignored_not_a_500(live_server):
     reply = raw_request(live_server, b"GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\nX-Request-ID: \xff\xfe\r\n"
-                                     b"X-Other: \xc3\x28\r\nConnection: close\r\n\r\n")
+                        + auth_line("alice") + b"X-Other: \xc3\x28\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert re.search(rb"X-Request-ID: [0-9a-f]{32}\r\n", reply)

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import settings_for
+from tests.support import auth_headers, path_user
 from tests.test_tasks_api import create
 from todo_service import create_app, dao, db
 from todo_service.listcache import ENTRY_OVERHEAD, ListCache
@@ -137,7 +138,7 @@ def test_lists_are_fresh_on_every_worker_of_a_real_server(api, live_server):
         created = api("POST", "/api/crosser/tasks", json={"title": f"task {number}"})
         assert created.status_code == 201
         for _ in range(4):  # a new connection each time: spread over both workers
-            answer = requests.get(url, timeout=10, headers={"Connection": "close"})
+            answer = requests.get(url, timeout=10, headers={"Connection": "close", **auth_headers(path_user(url))})
             assert answer.status_code == 200
             assert sorted(t["title"] for t in answer.json()) == [f"task {n}" for n in range(number + 1)]
 
@@ -150,7 +151,7 @@ def test_concurrent_writers_and_readers_end_with_the_database_state(api, live_se
             api("DELETE", f"/api/busy/tasks/{task['id']}")
 
     def read(_):
-        return requests.get(live_server.url("/api/busy/tasks"), timeout=10).status_code
+        return requests.get(live_server.url("/api/busy/tasks"), headers=auth_headers("busy"), timeout=10).status_code
 
     with ThreadPoolExecutor(16) as pool:
         writes = [pool.submit(write, n) for n in range(30)]
@@ -162,7 +163,8 @@ def test_concurrent_writers_and_readers_end_with_the_database_state(api, live_se
     expected = sorted((row["title"], row["completed"]) for row in stored)
     assert len(expected) == 20 and all(completed for _, completed in expected)
     for _ in range(4):
-        answer = requests.get(live_server.url("/api/busy/tasks"), timeout=10, headers={"Connection": "close"})
+        answer = requests.get(live_server.url("/api/busy/tasks"), timeout=10,
+                              headers={"Connection": "close", **auth_headers("busy")})
         assert sorted((t["title"], t["completed"]) for t in answer.json()) == expected
 
 

@@ -9,7 +9,7 @@ import requests
 
 from tests.conftest import SERVICE_ENV
 from tests.pgservers import PgCluster
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, auth_headers, free_port
 from todo_service.migrate import migration_files
 
 
@@ -112,7 +112,8 @@ def test_instances_starting_together_migrate_an_empty_database_once(empty_databa
     try:
         for server in servers:
             server.wait_ready()
-            assert requests.post(server.url("/api/a/tasks"), json={"title": "t"}, timeout=10).status_code == 201
+            assert requests.post(server.url("/api/a/tasks"), json={"title": "t"}, headers=auth_headers("a"),
+                                 timeout=10).status_code == 201
     finally:
         codes = [server.stop() for server in servers]
     assert codes == [0, 0, 0]

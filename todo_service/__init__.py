@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, tasks
+from . import auth, cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, tasks
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
 
@@ -22,6 +22,8 @@ def create_app(test_config=None):
     db.init_app(app)
     listcache.init_app(app)
     middleware.init_app(app)
+    auth.init_app(app)  # before any validation or database access
+    app.before_request(middleware.check_path)
     cli.init_app(app)
     openapi.init_app(app)
     docs.init_app(app)

@@ -1,9 +1,10 @@
-"""Flask CLI commands: `flask migrate`, `flask seed`."""
+"""Flask CLI commands: `flask migrate`, `flask seed`, `flask token`."""
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .auth import mint
 from .db import resolve_url, run
 from .migrate import migrate
 
@@ -30,7 +31,20 @@ def seed_command(users, tasks, prefix):
     click.echo(f"seeded {users} users x {tasks} tasks")
 
 
+@click.command("token")
+@click.argument("user")
+@click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 24 * 60), help="Lifetime.")
+@with_appcontext
+def token_command(user, minutes):
+    """Print a token for USER signed with AUTH_JWT_SECRET (for curl and local tests)."""
+    settings = current_app.config["SETTINGS"]
+    if not settings.auth_jwt_secret:
+        raise click.ClickException("AUTH_JWT_SECRET is not set; put a secret of 32+ bytes in .env")
+    click.echo(mint(settings, user, minutes * 60))
+
+
 def init_app(app):
     """Register the commands on `app`."""
     app.cli.add_command(migrate_command)
     app.cli.add_command(seed_command)
+    app.cli.add_command(token_command)

@@ -1,7 +1,7 @@
 """Settings read once from the environment (and `.env`), validated, typed."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -84,6 +84,22 @@ def _database_url(env, name):
     return url
 
 
+def _http_url(env, name):
+    """An http(s):// URL, or None when unset."""
+    url = _raw(env, name, None)
+    if url is not None and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+        raise ConfigError(f"{name}={url!r} is not an http:// or https:// URL")
+    return url
+
+
+def _secret(env, name, min_bytes):
+    """A shared secret of at least `min_bytes` bytes, or None when unset; never echoed in errors."""
+    secret = env.get(name) or None
+    if secret is not None and len(secret.encode("utf-8")) < min_bytes:
+        raise ConfigError(f"{name} must be at least {min_bytes} bytes long")
+    return secret
+
+
 def _detect_pooler(url):
     """Neon's pooled endpoints carry `-pooler` in the host name; they are PgBouncer in transaction mode."""
     hosts = conninfo_to_dict(url).get("host") or "" if url else ""
@@ -118,7 +134,19 @@ class Settings:
     threads: int
     reuse_port: bool
     list_cache_mb: float
-    docs_enabled: bool
+    docs_enabled: bool = True
+    auth_jwks_url: str | None = None
+    auth_jwt_secret: str | None = field(default=None, repr=False)
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_user_claim: str = "sub"
+    auth_leeway_seconds: int = 30
+    auth_disabled: bool = False
+
+    @property
+    def auth_enabled(self):
+        """Tokens are required when a key set or a shared secret is configured."""
+        return bool(self.auth_jwks_url or self.auth_jwt_secret)
 
     @property
     def migration_url(self):
@@ -166,4 +194,11 @@ def load_settings(env=None):
         reuse_port=_bool(env, "GUNICORN_REUSE_PORT", True),
         list_cache_mb=_float(env, "LIST_CACHE_MB", 16.0, 0, 4096),
         docs_enabled=_bool(env, "DOCS_ENABLED", True),
+        auth_jwks_url=_http_url(env, "AUTH_JWKS_URL"),
+        auth_jwt_secret=_secret(env, "AUTH_JWT_SECRET", 32),
+        auth_issuer=_raw(env, "AUTH_ISSUER", None),
+        auth_audience=_raw(env, "AUTH_AUDIENCE", None),
+        auth_user_claim=_raw(env, "AUTH_USER_CLAIM", "sub"),
+        auth_leeway_seconds=_int(env, "AUTH_LEEWAY_SECONDS", 30, 0, 3600),
+        auth_disabled=_bool(env, "AUTH_DISABLED", False),
     )

@@ -22,7 +22,7 @@ class RequestIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request fields when the record has them."""
 
-    EXTRA = ("request_id", "method", "path", "status", "duration_ms")
+    EXTRA = ("request_id", "method", "path", "status", "duration_ms", "user")
 
     def format(self, record):
         entry = {

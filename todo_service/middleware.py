@@ -25,12 +25,15 @@ def new_request_id():
 
 
 def begin_request():
-    """Adopt a sane incoming X-Request-ID or make one; refuse paths that are not UTF-8."""
-    environ = request.environ
+    """Adopt a sane incoming X-Request-ID or make one."""
     g.started = time.perf_counter()
-    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
-    path = environ.get("PATH_INFO", "")
+
+
+def check_path():
+    """Refuse paths that are not UTF-8 (after authentication, like any other validation)."""
+    path = request.environ.get("PATH_INFO", "")
     if not path.isascii():  # WSGI hands the raw bytes over as latin-1
         try:
             path.encode("latin-1").decode("utf-8")
@@ -45,12 +48,18 @@ def end_request(response):
     if log.isEnabledFor(logging.INFO):
         method, path, status = request.method, _printable(request.path), response.status_code
         duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
-        log.info("%s %s %s %.2fms", method, path, status, duration_ms, extra={
-            "request_id": request_id, "method": method, "path": path, "status": status, "duration_ms": duration_ms})
+        user = g.get("auth_user")
+        extra = {"request_id": request_id, "method": method, "path": path, "status": status,
+                 "duration_ms": duration_ms}
+        if user is None:
+            log.info("%s %s %s %.2fms", method, path, status, duration_ms, extra=extra)
+        else:  # the authenticated user, never the token
+            extra["user"] = user = _printable(user)
+            log.info("%s %s %s %.2fms user=%s", method, path, status, duration_ms, user, extra=extra)
     return response
 
 
 def init_app(app):
-    """Run these around every request of `app`."""
+    """Give every request of `app` an id and a log line."""
     app.before_request(begin_request)
     app.after_request(end_request)

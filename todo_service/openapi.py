@@ -1,5 +1,7 @@
 """The OpenAPI 3 document, generated from the marshmallow schemas with apispec."""
 
+import copy
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
@@ -51,9 +53,21 @@ COMMON = {
     "404": _error("No such route (NOT_FOUND), or no such task (TASK_NOT_FOUND)."),
     "400": _error("Invalid path value, query parameter or body field (VALIDATION_ERROR)."),
     "405": _error("Known path, other method (METHOD_NOT_ALLOWED).", "Allow"),
-    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE).", "Retry-After"),
+    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE), or with authentication on, the auth "
+                  "server's key set cannot be fetched (AUTH_UNAVAILABLE).", "Retry-After"),
     "500": _error("Unexpected error (INTERNAL_ERROR)."),
 }
+# With authentication on (AUTH_JWKS_URL or AUTH_JWT_SECRET), every /api/ request needs a bearer token.
+AUTHENTICATED = {
+    "401": _error("No bearer token (AUTH_REQUIRED), or a token that is malformed, "
+                  "badly signed, expired, not yet valid or for another issuer or audience (INVALID_TOKEN).",
+                  "WWW-Authenticate"),
+    "403": _error("The token belongs to another user than the path's (FORBIDDEN)."),
+    "431": _error("The Authorization header is larger than 8 KiB (HEADER_TOO_LARGE)."),
+}
+BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+          "description": "A JWT from the frontend's auth server whose user claim (default `sub`) is the "
+                         "path's user_id."}
 WITH_BODY = {
     "413": _error("Body over 64 KiB (PAYLOAD_TOO_LARGE)."),
     "415": _error("Body not sent as application/json (UNSUPPORTED_MEDIA_TYPE)."),
@@ -71,8 +85,20 @@ def _op(summary, responses, body=None, parameters=()):
     return operation
 
 
-def build_spec():
-    """The whole document as a dict."""
+def _require_bearer(document):
+    """Declare the bearer scheme, and on every task operation the token and its 401/403/431 answers."""
+    document["components"]["securitySchemes"] = {"bearerAuth": BEARER}
+    for response in AUTHENTICATED.values():  # added after apispec resolved the other references
+        response["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/Error"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/") and method != "parameters":
+                operation["security"] = [{"bearerAuth": []}]
+                operation["responses"].update(copy.deepcopy(AUTHENTICATED))
+
+
+def build_spec(authenticated=False):
+    """The whole document as a dict; with `authenticated`, task operations require a bearer token."""
     spec = APISpec(
         title="todo_service", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
         info={"description": "Task API behind the Todo app. Every error body is an Error object."},
@@ -103,7 +129,10 @@ def build_spec():
         "200": _ok("Ready.", "Health"), "503": COMMON["503"]}}})
     document = {"description": "OpenAPI 3 document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     spec.path("/openapi.json", operations={"get": {"summary": "This document.", "responses": {"200": document}}})
-    return spec.to_dict()
+    document = spec.to_dict()
+    if authenticated:
+        _require_bearer(document)
+    return document
 
 
 @bp.get("/openapi.json")
@@ -114,5 +143,5 @@ def openapi_document():
 
 def init_app(app):
     """Build the document once and serve it."""
-    app.extensions["openapi"] = build_spec()
+    app.extensions["openapi"] = build_spec(app.config["SETTINGS"].auth_enabled)
     app.register_blueprint(bp)

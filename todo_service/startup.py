@@ -1,5 +1,6 @@
 """Checks run once before serving: settings, the database URL, reachability, migrations."""
 
+import ipaddress
 import logging
 import os
 import socket
@@ -7,8 +8,9 @@ import socket
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from . import embedded
+from . import auth, embedded
 from .config import ConfigError, load_settings
+from .jwks import KeySet
 from .migrate import MigrationError, migrate, pending
 
 log = logging.getLogger("todo_service.startup")
@@ -79,12 +81,48 @@ def check_free(addresses):
                 raise StartupError(f"cannot listen on {where}: {reason} (is another server running there?)") from None
 
 
-def prepare_service():
-    """Settings, database choice, reachability and migrations; returns the settings in force."""
+def _loopback(host):
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings, addresses=()):
+    """Refuse to serve a non-loopback address without authentication, unless AUTH_DISABLED=true.
+
+    `addresses` are the binds gunicorn will listen on ((host, port) or a unix socket path, which
+    only this machine can reach); API_HOST is checked too.
+    """
+    if settings.auth_enabled:
+        log.info("%s", auth.describe(settings))
+        return
+    hosts = [settings.api_host, *(address[0] for address in addresses if isinstance(address, tuple))]
+    exposed = [host for host in hosts if not _loopback(host)]
+    if exposed and not settings.auth_disabled:
+        raise StartupError(f"authentication is off and the service would listen on {exposed[0]}: set AUTH_JWKS_URL "
+                           "or AUTH_JWT_SECRET, or AUTH_DISABLED=true behind a gateway that authenticates")
+    log.warning("authentication is off (AUTH_JWKS_URL and AUTH_JWT_SECRET unset%s): any caller can reach any "
+                "user's tasks", ", AUTH_DISABLED=true" if settings.auth_disabled else "")
+
+
+def prefetch_keys(settings):
+    """Fetch the key set once, so an unreachable auth server shows in the startup log (not fatal)."""
+    if settings.auth_jwks_url and not KeySet(settings.auth_jwks_url).prefetch():
+        log.warning("auth: requests with tokens will answer 503 AUTH_UNAVAILABLE until the key set can be fetched")
+
+
+def prepare_service(addresses=()):
+    """Settings, authentication mode, database choice, reachability and migrations; returns the settings."""
     try:
         settings = load_settings()
     except ConfigError as exc:
         raise StartupError(f"configuration: {exc}") from None
+    check_exposure(settings, addresses)
+    prefetch_keys(settings)
     url = settings.database_url
     if url is None:
         url = embedded.start(settings.data_dir)

@@ -43,9 +43,15 @@ def _task_id(raw):
 
 @bp.url_value_preprocessor
 def pull_user_id(endpoint, values):
+    """Take the path's user id out of the view arguments (authentication compares it first)."""
+    g.path_user_id = values.pop("user_id")
+
+
+@bp.before_request
+def validate_user_id():
     """Validate the path's user id once for every endpoint here."""
     try:
-        g.user_id = check_user_id(values.pop("user_id"))
+        g.user_id = check_user_id(g.path_user_id)
     except ValidationError as exc:
         raise validation_error(exc.messages[0], "user_id") from None
 
