@@ -15,6 +15,7 @@ def test_defaults():
     assert settings.prepare_threshold == 5
     assert settings.pool_min_size <= settings.pool_max_size
     assert settings.reuse_port is True and settings.list_cache_mb == 16
+    assert settings.docs_enabled is True and load_settings({"DOCS_ENABLED": "false"}).docs_enabled is False
 
 
 def test_overrides():
@@ -62,6 +63,7 @@ def test_migrations_may_use_a_direct_url():
     ({"GUNICORN_REUSE_PORT": "sometimes"}, "GUNICORN_REUSE_PORT"),
     ({"LIST_CACHE_MB": "lots"}, "LIST_CACHE_MB"),
     ({"LIST_CACHE_MB": "-1"}, "LIST_CACHE_MB"),
+    ({"DOCS_ENABLED": "perhaps"}, "DOCS_ENABLED"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):
