@@ -8,11 +8,14 @@ default allowed origin (CORS_ORIGINS), and the same host on another port, which 
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import SERVICE_ENV
@@ -129,8 +132,13 @@ def service(database_url):
 
 @pytest.fixture(scope="module")
 def authed_service(database_url):
-    """The service with AUTH_JWT_SECRET set: every /api/ request needs a bearer token."""
-    server = start_service(database_url, AUTH_JWT_SECRET=TEST_SECRET)
+    """The service with authentication on: every /api/ request needs a bearer token.
+
+    HS256 tokens are checked with AUTH_JWT_SECRET. The key set at AUTH_JWKS_URL never answers (a port
+    nobody listens on), so a token signed with a key-set algorithm gets 503 AUTH_UNAVAILABLE.
+    """
+    jwks_url = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
+    server = start_service(database_url, AUTH_JWT_SECRET=TEST_SECRET, AUTH_JWKS_URL=jwks_url)
     yield server
     server.stop()
 
@@ -252,7 +260,7 @@ def test_a_disallowed_origin_is_refused_and_its_post_never_reaches_the_database(
     assert methods.count("OPTIONS") >= 4 and not {"PUT", "PATCH", "DELETE"} & set(methods)
 
 
-def test_with_auth_the_token_passes_the_preflight_and_a_401_is_readable(open_tab, frontend, authed_service):
+def test_with_auth_the_token_passes_the_preflight_and_401_and_503_are_readable(open_tab, frontend, authed_service):
     tab, user = open_tab(frontend.origin, authed_service), "browser-auth"
     base = f"/api/{user}/tasks"
     bearer = {"Authorization": f"Bearer {token_for(user)}"}
@@ -269,6 +277,13 @@ def test_with_auth_the_token_passes_the_preflight_and_a_401_is_readable(open_tab
         assert refused["body"]["detail"] and refused["body"]["field"] is None
         assert refused["headers"]["www-authenticate"].startswith("Bearer")
         assert_exposed_headers_readable(refused, network)
+
+    key_set_token = jwt.encode({"sub": user, "exp": int(time.time()) + 600},
+                               ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "k1"})
+    unavailable, network = tab.call_seen("GET", base, None, {"Authorization": f"Bearer {key_set_token}"})
+    assert unavailable["status"] == 503 and unavailable["body"]["error_code"] == "AUTH_UNAVAILABLE"
+    assert int(unavailable["headers"]["retry-after"]) > 0
+    assert_exposed_headers_readable(unavailable, network)
 
 
 # --- /docs -----------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from importlib.metadata import version
 
 import pytest
 
-from tests.conftest import SERVICE_ENV, settings_for
-from tests.support import ROOT, LiveServer, free_port
+from tests.conftest import settings_for
+from tests.support import ROOT, free_port
 from todo_service import create_app
 
 ONE_YEAR = "max-age=31536000"
@@ -128,28 +128,6 @@ def test_docs_enabled_false_turns_the_page_off(database_url):
         response = client.get(path)
         assert response.status_code == 404 and response.get_json()["error_code"] == "NOT_FOUND"
     assert client.get("/openapi.json").status_code == 200
-
-
-def startup_log(env):
-    """The log of a gunicorn that started with `env` and was stopped again."""
-    server = LiveServer({"WEB_CONCURRENCY": "1", "MIGRATE_ON_START": "false", "LOG_LEVEL": "info",
-                         **SERVICE_ENV, **env})
-    server.start()
-    assert server.stop() == 0
-    return server.log_path.read_text(), server.port
-
-
-def test_startup_log_names_the_url_and_the_docs_url_in_one_line(database_url):
-    log, port = startup_log({"DATABASE_URL": database_url})
-    lines = [line for line in log.splitlines() if f"http://127.0.0.1:{port}" in line]
-    assert len(lines) == 1, log
-    assert f"listening on http://127.0.0.1:{port}; API docs at http://127.0.0.1:{port}/docs" in lines[0]
-
-
-def test_startup_log_says_when_docs_are_off(database_url):
-    log, port = startup_log({"DATABASE_URL": database_url, "DOCS_ENABLED": "false"})
-    line = next(line for line in log.splitlines() if f"http://127.0.0.1:{port}" in line)
-    assert line.endswith(f"listening on http://127.0.0.1:{port}; API docs off (DOCS_ENABLED=false)")
 
 
 def test_readme_gives_the_docs_url_and_shows_the_page():
