@@ -1,4 +1,6 @@
 # Production image: runtime dependencies only, non-root, gunicorn on 0.0.0.0:8000.
+# It binds a public address, so give it AUTH_JWKS_URL or AUTH_JWT_SECRET (or AUTH_DISABLED=true behind an
+# authenticating gateway): without one of them the service refuses to start.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

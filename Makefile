@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev migrate seed test lint sql-lint schema sql-plan bench bench-quick docs-screenshot clean
+.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ migrate: $(STAMP) ## Apply pending migrations
 seed: $(STAMP) ## Demo data: make seed USERS=10 TASKS=20
 	$(BIN)/flask --app wsgi:app seed --users $${USERS:-10} --tasks $${TASKS:-20}
 
+token: $(STAMP) ## Print a 1-hour token for USER signed with AUTH_JWT_SECRET: make -s token USER=alice
+	@$(BIN)/flask --app wsgi:app token "$(USER)"
+
 # The API tests that run a second time with every connection through a real PgBouncer.
 PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_listcache.py tests/test_errors.py \
 	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
@@ -48,11 +51,13 @@ define debian
 	  else echo "$(1) is not installed; install it with: sudo apt-get install $(1)" >&2; exit 1; fi; }
 endef
 
-test: $(STAMP) ## Every test: embedded PostgreSQL (or TEST_DATABASE_URL), then the API tests via PgBouncer
+test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer
 	$(call debian,pgbouncer)
 	$(call debian,chromium)
 	$(BIN)/pytest
+	TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
+	TEST_THROUGH_PGBOUNCER=1 TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 
 lint: $(STAMP) ## ruff, sqlfluff + squawk, hadolint
 	$(BIN)/ruff check .

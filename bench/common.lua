@@ -49,9 +49,31 @@ function M.task_path(user, id)
    return M.tasks_path(user) .. "/" .. id
 end
 
+-- With BENCH_TOKENS (a file of "user token" lines, auth scenarios only) each request carries the
+-- bearer token of the user its path names, as a signed-in browser's requests do.
+local tokens = nil
+local tokens_file = os.getenv("BENCH_TOKENS")
+if tokens_file ~= nil and tokens_file ~= "" then
+   tokens = {}
+   for line in io.lines(tokens_file) do
+      local user, token = line:match("^(%S+) (%S+)$")
+      tokens[user] = "Bearer " .. token
+   end
+end
+
+local function headers_for(path, body)
+   local headers = {}
+   if body ~= nil then headers["Content-Type"] = "application/json" end
+   if tokens ~= nil then headers["Authorization"] = tokens[path:match("^/api/([^/]+)/")] end
+   return headers
+end
+
 -- One HTTP request; counts it, so done() can report how many requests were generated.
 function M.request(method, path, body)
    issued = issued + 1
+   if tokens ~= nil then
+      return wrk.format(method, path, headers_for(path, body), body)
+   end
    if body ~= nil then
       return wrk.format(method, path, json_headers, body)
    end

@@ -31,6 +31,11 @@ class Seeded:
     first_id: int
     big_tasks: int
 
+    def user_ids(self):
+        """Every user id a scenario's requests can name."""
+        numbered = [f"{prefix}{n}" for prefix in (USER_PREFIX, NEW_USER_PREFIX) for n in range(1, self.users + 1)]
+        return [*numbered, BIG_USER, DELETE_USER]
+
     def lua_env(self):
         """What bench/common.lua reads."""
         return {

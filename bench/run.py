@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the proj
 import psycopg  # noqa: E402
 from dotenv import dotenv_values  # noqa: E402
 
-from bench import data, report, scenarios, service, wrk  # noqa: E402
+from bench import data, report, scenarios, service, tokens, wrk  # noqa: E402
 from todo_service.config import load_settings  # noqa: E402
 from todo_service.migrate import migrate  # noqa: E402
 
@@ -157,6 +158,30 @@ class Bench:
         return {"name": scenario.name, "title": scenario.title, "script": scenario.script,
                 "summary": summary, "targets": scenario.evaluate(summary), "raw": loads}
 
+    @contextmanager
+    def service_env(self, env, lua_env, seeded, auth):
+        """The service's and wrk's environments; with `auth`, a key set to verify against and tokens to send."""
+        if not auth:
+            yield env, lua_env
+            return
+        with tokens.key_set() as (jwks_url, private):
+            path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
+            yield {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
+
+    def serve(self, group, env, lua_env, url, ceiling, monitor, auth):
+        """Run `group` against one gunicorn started with `env`."""
+        log = LOG_DIR / f"{self.stamp}-gunicorn-service{'-auth' if auth else ''}.log"
+        print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''} (log {log.relative_to(ROOT)})",
+              flush=True)
+        results = []
+        with service.Gunicorn("wsgi:app", env, log) as server:
+            for scenario in group:
+                scenario_env = lua_env
+                if scenario.uses_delete_pool:
+                    scenario_env = {**lua_env, **self.delete_pool_env(url, ceiling)}
+                results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
+        return results
+
     def delete_pool_env(self, database_url, ceiling_rps):
         """Seed fresh tasks for warm-up plus run. Sized by the ceiling, which no scenario can outrun
         (deletes reach about a fifth of it), since a scenario's own rate is unknown beforehand."""
@@ -190,15 +215,13 @@ class Bench:
                 baseline = self.load(scenarios.BASELINE, server.url, lua_env, monitor, server.pid)
             ceiling = baseline["summary"]["rps"]
 
-            log = LOG_DIR / f"{self.stamp}-gunicorn-service.log"
-            print(f"service: gunicorn wsgi:app (log {log.relative_to(ROOT)})", flush=True)
             results = []
-            with service.Gunicorn("wsgi:app", env, log) as server:
-                for scenario in args.selected:
-                    scenario_env = lua_env
-                    if scenario.uses_delete_pool:
-                        scenario_env = {**lua_env, **self.delete_pool_env(url, ceiling)}
-                    results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
+            for auth in (False, True):  # the service as configured, then the same with authentication on
+                group = [scenario for scenario in args.selected if scenario.auth == auth]
+                if group:
+                    with self.service_env(env, lua_env, seeded, auth) as (group_env, group_lua_env):
+                        results += self.serve(group, group_env, group_lua_env, url, ceiling, monitor, auth)
+            compare(results)
             return self.result(baseline, results, seeded, settings_in_force(env), database.kind)
         finally:
             if monitor is not None:
@@ -228,6 +251,17 @@ class Bench:
             "service_rss": rss,
             "passed": all(r["summary"]["errors"] == 0 for r in [baseline, *results]),
         }
+
+
+def compare(results):
+    """Each scenario with `relative_to`: its req/s as a share of that scenario's, judged again."""
+    rps = {row["name"]: row["summary"]["rps"] for row in results}
+    for row in results:
+        scenario = scenarios.BY_NAME[row["name"]]
+        if scenario.relative_to:
+            other = rps.get(scenario.relative_to)
+            row["summary"]["relative"] = round(row["summary"]["rps"] / other, 3) if other else None
+            row["targets"] = scenario.evaluate(row["summary"])
 
 
 def git_commit():

@@ -15,9 +15,10 @@ class Target:
     def describe(self):
         if self.metric == "errors":
             return "no errors"
-        label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS"}.get(self.metric, self.metric)
+        label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS",
+                 "relative": "req/s of the same load without auth"}.get(self.metric, self.metric)
         label = label.removesuffix("_ms")
-        limit = f"{self.limit:.0%}" if self.metric == "fraction" else f"{self.limit:g}{self.unit}"
+        limit = f"{self.limit:.0%}" if self.metric in ("fraction", "relative") else f"{self.limit:g}{self.unit}"
         return f"{label} {'>=' if self.at_least else '<='} {limit}"
 
     def check(self, summary):
@@ -29,6 +30,7 @@ class Target:
 
 
 ZERO_ERRORS = Target("errors", 0)
+WITH_AUTH = Target("relative", 0.9, at_least=True)
 
 
 def p99(ms):
@@ -44,6 +46,8 @@ class Scenario:
     title: str
     targets: tuple[Target, ...] = ()
     uses_delete_pool: bool = False
+    auth: bool = False  # served with authentication on: EdDSA bearer tokens checked against a key set
+    relative_to: str = ""  # the scenario whose req/s this one is compared with (`relative` metric)
 
     def evaluate(self, summary):
         """Every target's verdict; zero errors is always one of them."""
@@ -64,6 +68,10 @@ SCENARIOS = (
     Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
     Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
+    # Authentication on, every request with its user's EdDSA token (bench/tokens.py): at most 10% slower.
+    Scenario("get-auth", "get.lua", "GET one task, with authentication", (WITH_AUTH,), auth=True,
+             relative_to="get"),
+    Scenario("mix-auth", "mix.lua", "Mix, with authentication", (WITH_AUTH,), auth=True, relative_to="mix"),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

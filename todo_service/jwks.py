@@ -35,50 +35,51 @@ class KeySet:
         self._client = PyJWKClient(url, cache_jwk_set=False, timeout=timeout,
                                    headers={"User-Agent": "todo_service", "Accept": "application/json"})
         self._keys = None  # {kid: PyJWK} once a fetch has succeeded
-        self._fetched_at = self._tried_at = float("-inf")
-        self._failed = False
+        self._fetched_at = float("-inf")  # last successful fetch
+        self._refetched_at = float("-inf")  # last fetch asked for by an unknown kid
+        self._refreshed_at = float("-inf")  # last background refresh
+        self._tried = self._failed = False
         self._fetch_lock = threading.Lock()
         self._refreshing = threading.Lock()
 
     def key(self, kid):
         """The key for `kid`, or None when the auth server does not have it; KeySetUnavailable when unknown."""
-        keys = self._keys
-        if keys is not None and kid in keys:
-            if time.monotonic() - self._fetched_at > self.refresh_after:
-                self._refresh_in_background()
-            return keys[kid]
-        self._fetch(due_only=True)
-        keys = self._keys
-        if keys is not None and kid in keys:
-            return keys[kid]
-        if keys is None or self._failed:
+        if self.has(kid):
+            return self._keys[kid]
+        with self._fetch_lock:  # one fetch at a time; the others then find its result
+            if not self.has(kid, refresh=False):
+                now = time.monotonic()
+                if not self._tried:
+                    self._fetch()
+                elif now - self._refetched_at >= self.min_refetch:
+                    self._refetched_at = now
+                    self._fetch()
+        if self.has(kid, refresh=False):
+            return self._keys[kid]
+        if self._keys is None or self._failed:
             raise KeySetUnavailable(f"the key set at {self.host} cannot be fetched")
         return None
 
-    def has(self, kid):
+    def has(self, kid, refresh=True):
         """True while `kid` is in the kept set; an old set is refreshed in the background."""
-        if time.monotonic() - self._fetched_at > self.refresh_after:
-            self._refresh_in_background()
         keys = self._keys
+        if refresh and keys is not None and time.monotonic() - self._fetched_at > self.refresh_after:
+            self._refresh_in_background()
         return keys is not None and kid in keys
 
-    def _fetch(self, due_only):
-        """Fetch the set now (or only if the last try is `min_refetch` seconds old); keep it on success."""
-        with self._fetch_lock:
-            now = time.monotonic()
-            if due_only and now - self._tried_at < self.min_refetch:
-                return
-            self._tried_at = now
-            try:
-                keys = self._parse(self._client.fetch_data())
-            except (PyJWKClientError, ValueError) as exc:
-                if not self._failed:
-                    log.error("auth: cannot fetch the key set from %s: %s", self.host, exc)
-                self._failed = True
-                return
-            if self._failed:
-                log.warning("auth: key set at %s reachable again", self.host)
-            self._keys, self._fetched_at, self._failed = keys, time.monotonic(), False
+    def _fetch(self):
+        """Fetch the set now and keep it on success; callers hold the fetch lock."""
+        self._tried = True
+        try:
+            keys = self._parse(self._client.fetch_data())
+        except (PyJWKClientError, ValueError) as exc:
+            if not self._failed:
+                log.error("auth: cannot fetch the key set from %s: %s", self.host, exc)
+            self._failed = True
+            return
+        if self._failed:
+            log.warning("auth: key set at %s reachable again", self.host)
+        self._keys, self._fetched_at, self._failed = keys, time.monotonic(), False
 
     @staticmethod
     def _parse(document):
@@ -93,13 +94,16 @@ class KeySet:
                 and key.algorithm_name in ACCEPTED_ALGORITHMS}
 
     def _refresh_in_background(self):
-        """Start one refresh thread unless one is running or a fetch was tried recently."""
-        if time.monotonic() - self._tried_at < self.min_refetch or not self._refreshing.acquire(blocking=False):
+        """Start one refresh thread, unless one runs or the last one began under `min_refetch` seconds ago."""
+        now = time.monotonic()
+        if now - self._refreshed_at < self.min_refetch or not self._refreshing.acquire(blocking=False):
             return
+        self._refreshed_at = now
 
         def refresh():
             try:
-                self._fetch(due_only=True)
+                with self._fetch_lock:
+                    self._fetch()
             finally:
                 self._refreshing.release()
 
@@ -107,5 +111,6 @@ class KeySet:
 
     def prefetch(self):
         """Fetch once now; True when the set was fetched."""
-        self._fetch(due_only=False)
+        with self._fetch_lock:
+            self._fetch()
         return not self._failed
