@@ -26,7 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ALLOWED_PORT = 3000  # http://localhost:3000, the default of CORS_ORIGINS
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = 15_000  # for each page action and DOM expectation: generous on a busy 2-core machine
+expect.set_options(timeout=TIMEOUT_MS)
 
 # fetch() as a frontend calls it; resolves to what JavaScript can read, or to the error it threw.
 FETCH = """async ({url, method, body, raw, headers}) => {
