@@ -35,6 +35,7 @@ seed: $(STAMP) ## Demo data: make seed USERS=10 TASKS=20
 	$(BIN)/flask --app wsgi:app seed --users $${USERS:-10} --tasks $${TASKS:-20}
 
 token: $(STAMP) ## Print a 1-hour token for USER signed with AUTH_JWT_SECRET: make -s token USER=alice
+	@[ "$(origin USER)" = "command line" ] || { echo "name the user: make -s token USER=alice" >&2; exit 2; }
 	@$(BIN)/flask --app wsgi:app token "$(USER)"
 
 # The API tests that run a second time with every connection through a real PgBouncer.

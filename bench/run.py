@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,29 +158,16 @@ class Bench:
         return {"name": scenario.name, "title": scenario.title, "script": scenario.script,
                 "summary": summary, "targets": scenario.evaluate(summary), "raw": loads}
 
-    @contextmanager
-    def service_env(self, env, lua_env, seeded, auth):
-        """The service's and wrk's environments; with `auth`, a key set to verify against and tokens to send."""
-        if not auth:
-            yield env, lua_env
-            return
-        with tokens.key_set() as (jwks_url, private):
+    def serve(self, stack, env, lua_env, seeded, auth):
+        """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send."""
+        if auth:
+            jwks_url, private = stack.enter_context(tokens.key_set())
             path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
-            yield {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
-
-    def serve(self, group, env, lua_env, url, ceiling, monitor, auth):
-        """Run `group` against one gunicorn started with `env`."""
+            env, lua_env = {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
         log = LOG_DIR / f"{self.stamp}-gunicorn-service{'-auth' if auth else ''}.log"
         print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''} (log {log.relative_to(ROOT)})",
               flush=True)
-        results = []
-        with service.Gunicorn("wsgi:app", env, log) as server:
-            for scenario in group:
-                scenario_env = lua_env
-                if scenario.uses_delete_pool:
-                    scenario_env = {**lua_env, **self.delete_pool_env(url, ceiling)}
-                results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
-        return results
+        return stack.enter_context(service.Gunicorn("wsgi:app", env, log)), lua_env
 
     def delete_pool_env(self, database_url, ceiling_rps):
         """Seed fresh tasks for warm-up plus run. Sized by the ceiling, which no scenario can outrun
@@ -216,11 +203,14 @@ class Bench:
             ceiling = baseline["summary"]["rps"]
 
             results = []
-            for auth in (False, True):  # the service as configured, then the same with authentication on
-                group = [scenario for scenario in args.selected if scenario.auth == auth]
-                if group:
-                    with self.service_env(env, lua_env, seeded, auth) as (group_env, group_lua_env):
-                        results += self.serve(group, group_env, group_lua_env, url, ceiling, monitor, auth)
+            with ExitStack() as stack:  # the service as configured and, for the auth scenarios, with auth on
+                servers = {auth: self.serve(stack, env, lua_env, seeded, auth)
+                           for auth in sorted({scenario.auth for scenario in args.selected})}
+                for scenario in args.selected:  # in run order: each auth scenario right after its plain one
+                    server, scenario_env = servers[scenario.auth]
+                    if scenario.uses_delete_pool:
+                        scenario_env = {**scenario_env, **self.delete_pool_env(url, ceiling)}
+                    results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
             compare(results)
             return self.result(baseline, results, seeded, settings_in_force(env), database.kind)
         finally:

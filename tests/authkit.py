@@ -49,6 +49,8 @@ class KeySetServer:
         self.port = free_port()
         self.keys = list(keys)
         self.fetches = 0
+        self.document = None  # served instead of the keys when set
+        self.drip = 0  # seconds between five pieces of the answer
         self.release = threading.Event()
         self.release.set()
         self.httpd = None
@@ -64,12 +66,16 @@ class KeySetServer:
             def do_GET(self):
                 owner.fetches += 1
                 owner.release.wait(30)
-                body = json.dumps({"keys": [key.jwk for key in owner.keys]}).encode()
+                document = owner.document if owner.document is not None else {"keys": [k.jwk for k in owner.keys]}
+                body = json.dumps(document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                for start in range(0, len(body), max(len(body) // 5, 1) if owner.drip else len(body)):
+                    self.wfile.write(body[start:start + max(len(body) // 5, 1)] if owner.drip else body)
+                    self.wfile.flush()
+                    time.sleep(owner.drip)
 
             def log_message(self, *args):
                 pass

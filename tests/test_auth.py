@@ -1,5 +1,6 @@
 """Authentication with real tokens and a real key set: every row of the contract, for every algorithm."""
 
+import json
 import threading
 import time
 
@@ -160,9 +161,30 @@ def test_the_scheme_name_is_case_insensitive(client, keys, scheme):
     assert client.get("/api/alice/tasks", headers={"Authorization": f"{scheme} {token}"}).status_code == 200
 
 
-@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30", "....", "x" * 500])
+def crafted(header, claims, signature=b"signature"):
+    """A token with any header and claims (JSON values of any type), signed by nobody."""
+    parts = [jwt.utils.base64url_encode(json.dumps(part).encode()) for part in (header, claims)]
+    return b".".join([*parts, jwt.utils.base64url_encode(signature)]).decode()
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30", "....", "x" * 500,
+                                   crafted({"alg": ["EdDSA"], "kid": "eddsa-1"}, claims_for("alice")),
+                                   crafted({"alg": {}, "kid": "eddsa-1"}, claims_for("alice")),
+                                   crafted({"alg": None}, claims_for("alice")),
+                                   crafted({"alg": "EdDSA", "kid": 7}, claims_for("alice")),
+                                   crafted({"alg": "EdDSA", "kid": ["eddsa-1"]}, claims_for("alice")),
+                                   crafted({"alg": "EdDSA"}, claims_for("alice")),
+                                   crafted([1, 2], claims_for("alice")),
+                                   crafted({"alg": "HS256"}, [1, 2])])
 def test_malformed_tokens_are_401_invalid_token(client, token):
     assert_invalid(client.get("/api/alice/tasks", headers={"Authorization": f"Bearer {token}"}))
+
+
+def test_two_authorization_headers_are_not_a_way_in(client, keys):
+    good_token = sign(keys, "EdDSA", good("alice"))
+    response = client.get("/api/alice/tasks", headers=[("Authorization", "Bearer forged"),
+                                                       ("Authorization", f"Bearer {good_token}")])
+    assert response.status_code == 401
 
 
 def test_a_token_is_read_only_from_the_authorization_header(client, keys):
@@ -335,19 +357,69 @@ def test_unknown_kids_refetch_the_set_at_most_once_per_30_seconds(jwks_app, keys
 def test_no_request_waits_for_a_refresh_while_a_kept_key_fits(jwks_app, keyset, keys):
     client = jwks_app.test_client()
     token = bearer(sign(keys, "EdDSA", claims_for("alice")))
+    fresh = bearer(sign(keys, "RS256", claims_for("alice")))  # never verified before: a full check
     assert client.get("/api/alice/tasks", headers=token).status_code == 200
     time.sleep(1.2)
     keyset.release.clear()  # the auth server now holds every fetch until released
     try:
+        assert client.get("/api/alice/tasks", headers=token).status_code == 200  # starts the refresh
+        deadline = time.monotonic() + 10
+        while keyset.fetches < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert keyset.fetches == 2  # the refresh is now held at the auth server...
         answered = []
-        worker = threading.Thread(target=lambda: answered.append(
-            client.get("/api/alice/tasks", headers=token).status_code))
+        worker = threading.Thread(target=lambda: answered.extend(
+            client.get("/api/alice/tasks", headers=headers).status_code for headers in (token, fresh)))
         worker.start()
         worker.join(10)
-        assert answered == [200]  # answered while the refresh is still held at the auth server
-        assert keyset.fetches == 2
+        assert answered == [200, 200]  # ...and requests whose key is kept are answered meanwhile
     finally:
         keyset.release.set()
+
+
+@pytest.mark.parametrize("document", [{}, {"error": "maintenance"}, {"keys": []}, {"keys": "abc"}, {"keys": [1]},
+                                      {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}])
+def test_an_answer_without_usable_keys_keeps_the_kept_ones(jwks_app, keyset, keys, document):
+    client = jwks_app.test_client()
+    kept = bearer(sign(keys, "EdDSA", claims_for("alice")))
+    assert client.get("/api/alice/tasks", headers=kept).status_code == 200
+    keyset.document = document
+    unknown = SigningKey("EdDSA", "rotated").sign(claims_for("alice"))
+    assert_error(client.get("/api/alice/tasks", headers=bearer(unknown)), 503, "AUTH_UNAVAILABLE")
+    assert keyset.fetches == 2
+    never_seen = bearer(sign(keys, "RS256", claims_for("alice")))
+    assert client.get("/api/alice/tasks", headers=never_seen).status_code == 200
+    assert client.get("/api/alice/tasks", headers=kept).status_code == 200
+
+
+def test_a_key_replaced_under_the_same_kid_retires_tokens_of_the_old_key(jwks_app, keyset, keys):
+    client = jwks_app.test_client()
+    old = bearer(sign(keys, "EdDSA", claims_for("alice")))
+    assert client.get("/api/alice/tasks", headers=old).status_code == 200
+    replacement = SigningKey("EdDSA", "eddsa-1")
+    keyset.keys = [replacement if k.alg == "EdDSA" else k for k in keyset.keys]
+    time.sleep(1.2)
+    client.get("/api/alice/tasks", headers=old)  # starts the background refresh
+    deadline = time.monotonic() + 10
+    while keyset.fetches < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert_invalid(client.get("/api/alice/tasks", headers=old))
+    assert client.get("/api/alice/tasks", headers=bearer(replacement.sign(claims_for("alice")))).status_code == 200
+
+
+def test_a_key_set_sent_slowly_is_given_up_on_after_the_timeout_in_all(database_url, clean_db, keys):
+    server = KeySetServer(keys[0].values()).start()
+    server.drip = 0.5  # five pieces, 2.5 s in all; each read alone is within the timeout
+    app = make_app(database_url, timings={"timeout": 1.0}, AUTH_JWKS_URL=server.url)
+    try:
+        started = time.monotonic()
+        response = app.test_client().get("/api/alice/tasks", headers=bearer(sign(keys, "EdDSA", claims_for("alice"))))
+        assert_error(response, 503, "AUTH_UNAVAILABLE")
+        assert time.monotonic() - started < 4.5
+    finally:
+        server.stop()
+        db.close_pool(app)
 
 
 def test_auth_server_down_at_startup_is_503_then_recovers(database_url, clean_db, keys):
@@ -444,6 +516,11 @@ def test_probes_and_the_document_stay_open(client):
                 assert {"401", "403", "503"} <= set(operation["responses"]), (method, path)
             elif method != "parameters":
                 assert "security" not in operation
+
+
+def test_an_options_request_that_is_no_preflight_needs_a_token(client):
+    assert_error(client.options("/api/alice/tasks", headers={"Access-Control-Request-Method": "POST"}),
+                 401, "AUTH_REQUIRED")
 
 
 def test_a_preflight_needs_no_token_and_allows_authorization(client):

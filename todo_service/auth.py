@@ -72,6 +72,8 @@ class Verifier:
     def _key(self, header):
         """The key and the one algorithm it allows, chosen by the configuration."""
         alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise InvalidToken("the token algorithm is not accepted")
         if alg == "HS256" and self.secret:
             return self.secret, "HS256"
         if alg in ACCEPTED_ALGORITHMS and self.keyset is not None:
@@ -90,23 +92,23 @@ class Verifier:
         """The user id the token names; InvalidToken or KeySetUnavailable otherwise.
 
         A token verified before is looked up instead (an EdDSA check costs about 90 µs, a tenth of a
-        request): it stays good until its `exp` and while its key is still in the kept set.
+        request): it stays good until its `exp` and while the very key that verified it is kept.
         """
         with self._lock:
             remembered = self._verified.get(token)
         if remembered is not None:
-            user, expires, kid = remembered
-            if time.time() < expires + self.leeway and (kid is None or self.keyset.has(kid)):
+            user, expires, kid, key = remembered
+            if time.time() < expires + self.leeway and (kid is None or self.keyset.get(kid) is key):
                 return user
             with self._lock:
                 self._verified.pop(token, None)
-        user, expires, kid = self._check(token)
+        user, expires, kid, key = self._check(token)
         with self._lock:
-            self._verified[token] = (user, expires, kid)
+            self._verified[token] = (user, expires, kid, key)
         return user
 
     def _check(self, token):
-        """Verify the token in full: (user, exp, kid of a key-set key or None)."""
+        """Verify the token in full: (user, exp, and the kid and key of a key-set key, or None, None)."""
         try:
             header = jwt.get_unverified_header(token)
             key, alg = self._key(header)
@@ -119,7 +121,9 @@ class Verifier:
         user = claims.get(self.claim)
         if not isinstance(user, str) or not user:
             raise InvalidToken(f"the {self.claim} claim is not a non-empty string")
-        return user, int(claims["exp"]), None if alg == "HS256" else header["kid"]
+        if alg == "HS256":
+            return user, int(claims["exp"]), None, None
+        return user, int(claims["exp"]), header["kid"], key
 
 
 def _path_user():
@@ -134,7 +138,8 @@ def authenticate():
     """Before any other work on /api/: 401 without a valid token, 403 for another user's path."""
     if not request.path.startswith("/api/"):
         return
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+    if request.method == "OPTIONS" and "Origin" in request.headers \
+            and "Access-Control-Request-Method" in request.headers:
         return  # a CORS preflight carries no credentials by design
     header = request.headers.get("Authorization", "")
     if len(header) > MAX_HEADER_BYTES:
@@ -188,5 +193,7 @@ def init_app(app):
         return
     keyset = KeySet(settings.auth_jwks_url, **app.config.get("AUTH_KEYSET_TIMINGS", {})) \
         if settings.auth_jwks_url else None
+    if keyset is not None:
+        keyset.prefetch(background=True)  # this worker's keys, before its first request needs them
     app.extensions["todo_auth"] = Verifier(settings, keyset)
     app.before_request(authenticate)

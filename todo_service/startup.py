@@ -4,6 +4,7 @@ import ipaddress
 import logging
 import os
 import socket
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -111,7 +112,14 @@ def check_exposure(settings, addresses=()):
 
 def prefetch_keys(settings):
     """Fetch the key set once, so an unreachable auth server shows in the startup log (not fatal)."""
-    if settings.auth_jwks_url and not KeySet(settings.auth_jwks_url).prefetch():
+    url = settings.auth_jwks_url
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        log.warning("auth: AUTH_JWKS_URL is plain http on another host; use https, or anyone on the path "
+                    "can hand the service signing keys")
+    if not KeySet(url).prefetch():
         log.warning("auth: requests with tokens will answer 503 AUTH_UNAVAILABLE until the key set can be fetched")
 
 
