@@ -214,7 +214,7 @@ def test_the_allowed_origin_runs_the_whole_task_life_cycle(open_tab, frontend, s
         assert_exposed_headers_readable(result, network)
 
 
-def test_a_json_post_goes_through_the_preflight(open_tab, frontend, service, sql_conn):
+def test_a_json_post_goes_through_the_preflight(open_tab, frontend, service, sql_conn, clean_db):
     tab, user = open_tab(frontend.origin, service), "browser-preflight"
     result = tab.call("POST", f"/api/{user}/tasks", {"title": "preflighted"}, auth_headers(user))
     assert result["status"] == 201
@@ -261,7 +261,8 @@ def test_a_disallowed_origin_is_refused_and_its_post_never_reaches_the_database(
     assert methods.count("OPTIONS") >= 4 and not {"PUT", "PATCH", "DELETE"} & set(methods)
 
 
-def test_with_auth_the_token_passes_the_preflight_and_401_and_503_are_readable(open_tab, frontend, authed_service):
+def test_with_auth_the_token_passes_the_preflight_and_refusals_are_readable(open_tab, frontend, authed_service,
+                                                                            clean_db):
     tab, user = open_tab(frontend.origin, authed_service), "browser-auth"
     base = f"/api/{user}/tasks"
     bearer = {"Authorization": f"Bearer {token_for(user)}"}
@@ -278,6 +279,10 @@ def test_with_auth_the_token_passes_the_preflight_and_401_and_503_are_readable(o
         assert refused["body"]["detail"] and refused["body"]["field"] is None
         assert refused["headers"]["www-authenticate"].startswith("Bearer")
         assert_exposed_headers_readable(refused, network)
+
+    forbidden, network = tab.call_seen("GET", base, None, {"Authorization": f"Bearer {token_for('someone-else')}"})
+    assert forbidden["status"] == 403 and forbidden["body"]["error_code"] == "FORBIDDEN"
+    assert_exposed_headers_readable(forbidden, network)
 
     key_set_token = jwt.encode({"sub": user, "exp": int(time.time()) + 600},
                                ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "k1"})
