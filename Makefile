@@ -40,6 +40,7 @@ token: $(STAMP) ## Print a 1-hour token for USER signed with AUTH_JWT_SECRET: ma
 
 # The API tests that run a second time with every connection through a real PgBouncer.
 PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_listcache.py tests/test_errors.py \
+	tests/test_paging.py \
 	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
 	tests/test_fuzz.py
 

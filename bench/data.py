@@ -1,8 +1,10 @@
 """The benchmark's data set: seeded users, the big user, and the id pool the delete scenario uses up."""
 
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import psycopg
+import requests
 from psycopg.rows import dict_row
 
 from todo_service.queries import QUERIES
@@ -11,6 +13,9 @@ USER_PREFIX = "bench-user-"
 BIG_USER = "bench-big"
 NEW_USER_PREFIX = "bench-new-"  # create targets: never listed, so the lists keep their 100 tasks
 DELETE_USER = "bench-delete"
+
+
+PAGE_SIZE = 50  # list-page and list-deep
 
 
 def connect(url):
@@ -82,3 +87,25 @@ def seed_delete_pool(url, count):
     if row["n"] != count or row["high"] - row["low"] + 1 != count:
         raise RuntimeError(f"the delete pool's ids are not contiguous: {row}")
     return row["low"], row["high"]
+
+
+def middle_page(base_url, user, tasks, lua_env):
+    """Path and query of the page of PAGE_SIZE in the middle of `user`'s list (of `tasks` tasks),
+    reached by following rel="next" from the first page, as a client would."""
+    url = f"{base_url}/api/{user}/tasks?limit={PAGE_SIZE}"
+    headers = {"Authorization": _bearer(lua_env, user)} if "BENCH_TOKENS" in lua_env else {}
+    with requests.Session() as session:
+        for _ in range(tasks // PAGE_SIZE // 2):
+            answer = session.get(url, headers=headers, timeout=30)
+            answer.raise_for_status()
+            if "next" not in answer.links:
+                raise RuntimeError(f"{url} has no Link rel=next before the middle of {tasks} tasks")
+            url = urljoin(url, answer.links["next"]["url"])
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def _bearer(lua_env, user):
+    """The token bench/tokens.py wrote for `user`."""
+    with open(lua_env["BENCH_TOKENS"]) as lines:
+        return next(f"Bearer {token}" for name, token in (line.split() for line in lines) if name == user)

@@ -38,6 +38,8 @@ Each scenario is driven by wrk from a separate process, 100 connections, with a 
 | get | `GET /api/{user}/tasks/{id}`, random seeded task | p99 <= 50 ms; >= 35% of the ceiling |
 | list-100 | `GET /api/{user}/tasks`, random seeded user (100 tasks) | p99 <= 100 ms |
 | list-10k | `GET /api/{big user}/tasks?status=pending&sort=title` (6,667 tasks) | p95 <= 500 ms |
+| list-page | `GET /api/{big user}/tasks?limit=50`, the first page | >= 80% of list-100's req/s |
+| list-deep | `GET /api/{big user}/tasks?…&limit=50&cursor=…`, page 101 of 200 | >= 80% of list-100's req/s |
 | create | `POST /api/{user}/tasks`, JSON body (users that are never listed) | p99 <= 50 ms |
 | update | `PUT /api/{user}/tasks/{id}`, JSON body | p99 <= 50 ms |
 | toggle | `PATCH /api/{user}/tasks/{id}/complete` | p99 <= 50 ms |

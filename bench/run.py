@@ -210,6 +210,9 @@ class Bench:
                     server, scenario_env = servers[scenario.auth]
                     if scenario.uses_delete_pool:
                         scenario_env = {**scenario_env, **self.delete_pool_env(url, ceiling)}
+                    if scenario.uses_deep_page:
+                        deep = data.middle_page(server.url, data.BIG_USER, seeded.big_tasks, scenario_env)
+                        scenario_env = {**scenario_env, "BENCH_DEEP_PAGE": deep}
                     results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
             compare(results)
             return self.result(baseline, results, seeded, settings_in_force(env), database.kind)

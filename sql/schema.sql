@@ -75,6 +75,16 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: signing_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.signing_keys (
+    purpose text NOT NULL,
+    secret bytea NOT NULL,
+    CONSTRAINT signing_keys_secret_length CHECK ((octet_length(secret) >= 32))
+);
+
+--
 -- Name: task_list_versions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -112,6 +122,13 @@ ALTER TABLE public.tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: signing_keys signing_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.signing_keys
+    ADD CONSTRAINT signing_keys_pkey PRIMARY KEY (purpose);
 
 --
 -- Name: task_list_versions task_list_versions_pkey; Type: CONSTRAINT; Schema: public; Owner: -

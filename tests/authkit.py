@@ -28,9 +28,9 @@ class SigningKey:
         "RS256": (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), RSAAlgorithm),
     }
 
-    def __init__(self, alg, kid):
+    def __init__(self, alg, kid, private=None):
         make, family = self.MAKERS[alg]
-        self.alg, self.kid, self.private = alg, kid, make()
+        self.alg, self.kid, self.private = alg, kid, private or make()
         self.jwk = {**family.to_jwk(self.private.public_key(), as_dict=True), "kid": kid, "use": "sig", "alg": alg}
 
     def sign(self, claims, **header):

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.pgservers import PgBouncer, PgCluster
-from tests.support import AUTH_ENV, LOG_DIR, LiveServer, with_auth
+from tests.support import LOG_DIR, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
@@ -19,7 +19,9 @@ from todo_service.scratch import scratch_database
 # `make test` runs the API tests a second time with this set: every connection the tests and the
 # service make then goes through a real PgBouncer in transaction pooling mode.
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
-SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}), **AUTH_ENV}
+# With TEST_AUTH=1 every app and server the tests start verifies tokens against the suite's key set.
+SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
+               **({"AUTH_JWKS_URL": serve_suite_keys()} if WITH_AUTH else {})}
 
 
 def pytest_sessionstart(session):

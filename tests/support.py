@@ -1,5 +1,6 @@
 """Helpers for the tests: a gunicorn process under test, URL juggling, free ports."""
 
+import hashlib
 import os
 import signal
 import socket
@@ -11,22 +12,33 @@ from urllib.parse import unquote, urlsplit
 
 import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 LOG_DIR = ROOT / ".data" / "test-logs"  # git-ignored; emptied at the start of each test session
 
 
-# `make test` runs the API tests again with this set: the service then requires a token signed with
-# TEST_SECRET, and every request the tests make as a user carries one for that user.
+# `make test` runs the API tests again with this set: the service then requires a token from a key
+# set, as with Better Auth, and every request the tests make as a user carries one for that user.
 WITH_AUTH = os.environ.get("TEST_AUTH") == "1"
-TEST_SECRET = "test-secret-of-the-todo-service-suite-0123456789"
-AUTH_ENV = {"AUTH_JWT_SECRET": TEST_SECRET} if WITH_AUTH else {}
+# One fixed Ed25519 key, so that every process of a run (pytest, schemathesis) signs alike.
+SUITE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"todo_service test suite").digest())
+SUITE_KID = "suite-ed25519"
 
 
-def token_for(user, secret=TEST_SECRET, seconds=3600, **claims):
-    """An HS256 token naming `user`, as the frontend's auth server would issue it."""
-    return jwt.encode({"sub": user, "exp": int(time.time()) + seconds, **claims}, secret, algorithm="HS256")
+def serve_suite_keys():
+    """Serve the suite key's public half as a JSON Web Key Set on 127.0.0.1 for this process; its URL."""
+    from tests.authkit import KeySetServer, SigningKey  # it needs free_port from here
+
+    return KeySetServer([SigningKey("EdDSA", SUITE_KID, SUITE_KEY)]).start().url
+
+
+def token_for(user, seconds=3600):
+    """An EdDSA token naming `user`, as the frontend's auth server would issue it."""
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + seconds}, SUITE_KEY, algorithm="EdDSA",
+                      headers={"kid": SUITE_KID})
 
 
 def auth_headers(user):

@@ -11,6 +11,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urljoin
 
 import jwt
 import pytest
@@ -19,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import SERVICE_ENV
-from tests.support import LOG_DIR, TEST_SECRET, LiveServer, auth_headers, free_port, token_for
+from tests.support import LOG_DIR, LiveServer, auth_headers, free_port
 from todo_service import cors
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SECRET = "browser-tests-shared-secret-0123456789"  # AUTH_JWT_SECRET of `authed_service`
 ALLOWED_PORT = 3000  # http://localhost:3000, the default of CORS_ORIGINS
 TIMEOUT_MS = 15_000  # for each page action and DOM expectation: generous on a busy 2-core machine
 expect.set_options(timeout=TIMEOUT_MS)
@@ -111,6 +113,11 @@ def assert_exposed_headers_readable(result, network):
     assert "vary" in network and "vary" not in result["headers"]  # not exposed, so JS cannot read it
 
 
+def hs256_token(user):
+    """A token for `user` signed with SECRET, as an auth server sharing it would issue one."""
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+
+
 def requests_of(service, user):
     """(method, status) of each request the service logged for /api/{user}/tasks..., in order."""
     pattern = re.compile(rf"todo_service\.request: (\w+) /api/{re.escape(user)}/tasks\S* (\d+) ")
@@ -139,7 +146,7 @@ def authed_service(database_url):
     nobody listens on), so a token signed with a key-set algorithm gets 503 AUTH_UNAVAILABLE.
     """
     jwks_url = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
-    server = start_service(database_url, AUTH_JWT_SECRET=TEST_SECRET, AUTH_JWKS_URL=jwks_url)
+    server = start_service(database_url, AUTH_JWT_SECRET=SECRET, AUTH_JWKS_URL=jwks_url)
     yield server
     server.stop()
 
@@ -214,6 +221,22 @@ def test_the_allowed_origin_runs_the_whole_task_life_cycle(open_tab, frontend, s
         assert_exposed_headers_readable(result, network)
 
 
+def test_the_next_page_link_is_readable_and_followable_from_javascript(open_tab, frontend, service, clean_db):
+    tab, user = open_tab(frontend.origin, service), "browser-pages"
+    auth, base = auth_headers(user), f"/api/{user}/tasks"
+    for title in ("first", "second"):
+        assert tab.call("POST", base, {"title": title}, auth)["status"] == 201
+    first, network = tab.call_seen("GET", f"{base}?limit=1", None, auth)
+    assert first["status"] == 200 and len(first["body"]) == 1
+    assert_exposed_headers_readable(first, network)
+    next_url = re.fullmatch(r'<([^>]+)>; *rel="next"', first["headers"]["link"])[1]
+    following = urljoin(f"{base}?limit=1", next_url)
+    second, network = tab.call_seen("GET", following, None, auth)
+    assert second["status"] == 200 and len(second["body"]) == 1
+    assert {first["body"][0]["title"], second["body"][0]["title"]} == {"first", "second"}
+    assert "link" not in second["headers"]  # the last page
+
+
 def test_a_json_post_goes_through_the_preflight(open_tab, frontend, service, sql_conn, clean_db):
     tab, user = open_tab(frontend.origin, service), "browser-preflight"
     result = tab.call("POST", f"/api/{user}/tasks", {"title": "preflighted"}, auth_headers(user))
@@ -265,7 +288,7 @@ def test_with_auth_the_token_passes_the_preflight_and_refusals_are_readable(open
                                                                             clean_db):
     tab, user = open_tab(frontend.origin, authed_service), "browser-auth"
     base = f"/api/{user}/tasks"
-    bearer = {"Authorization": f"Bearer {token_for(user)}"}
+    bearer = {"Authorization": f"Bearer {hs256_token(user)}"}
     created, network = tab.call_seen("POST", base, {"title": "signed in"}, bearer)
     assert created["status"] == 201
     assert_exposed_headers_readable(created, network)
@@ -280,7 +303,7 @@ def test_with_auth_the_token_passes_the_preflight_and_refusals_are_readable(open
         assert refused["headers"]["www-authenticate"].startswith("Bearer")
         assert_exposed_headers_readable(refused, network)
 
-    forbidden, network = tab.call_seen("GET", base, None, {"Authorization": f"Bearer {token_for('someone-else')}"})
+    forbidden, network = tab.call_seen("GET", base, None, {"Authorization": f"Bearer {hs256_token('someone-else')}"})
     assert forbidden["status"] == 403 and forbidden["body"]["error_code"] == "FORBIDDEN"
     assert_exposed_headers_readable(forbidden, network)
 
@@ -369,7 +392,7 @@ def test_docs_authorize_box_takes_a_token_for_try_it_out(open_tab, authed_servic
     page.screenshot(path=LOG_DIR / "docs.png")  # `make docs-screenshot` copies it to docs/api-docs.png
     refused = try_it_out(page, "POST", "/api/{user_id}/tasks", user, {"title": "anonymous"})
     expect(refused).to_have_text("401")
-    authorize(page, token_for(user))
+    authorize(page, hs256_token(user))
     block = operation(page, "POST", "/api/{user_id}/tasks")
     block.locator("button.execute").click()
     expect(block.locator(".live-responses-table tr.response .response-col_status")).to_have_text("201")

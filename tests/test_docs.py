@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 from importlib.metadata import version
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.conftest import settings_for
 from tests.support import ROOT, free_port
@@ -54,7 +55,9 @@ def unreachable_client():
     """The app pointed at a database nobody listens on, and requests carrying no token."""
     url = f"postgresql://todo@127.0.0.1:{free_port()}/todo?connect_timeout=1"
     settings = replace(settings_for(url, DB_POOL_TIMEOUT="1"), auth_jwt_secret="docs-tests-secret-0123456789abcdef")
-    return create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    app.test_client_class = FlaskClient  # Flask's own: adds no token, even when the suite runs with auth on
+    return app.test_client()
 
 
 def test_docs_page_loads_swagger_ui_for_the_openapi_document(client):

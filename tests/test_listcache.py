@@ -185,13 +185,21 @@ def test_the_cache_keeps_the_most_recently_used_within_its_size():
     cache = ListCache(max_bytes=3 * (len(body) + ENTRY_OVERHEAD))
     for user in "abc":
         cache.put((user,), 1, body)
-    assert cache.get(("a",), 1) == body  # a is now the most recently used
+    assert cache.get(("a",), 1) == (body, None)  # a is now the most recently used
     cache.put(("d",), 1, body)
     assert cache.get(("b",), 1) is None
-    assert all(cache.get((user,), 1) == body for user in "acd")
+    assert all(cache.get((user,), 1) == (body, None) for user in "acd")
     assert cache.get(("a",), 2) is None  # another version: not served
     cache.put(("huge",), 1, b"x" * cache.max_bytes)
-    assert cache.get(("huge",), 1) is None and cache.get(("a",), 1) == body
+    assert cache.get(("huge",), 1) is None and cache.get(("a",), 1) == (body, None)
+
+
+def test_a_kept_page_keeps_its_link_and_counts_it():
+    cache = ListCache(max_bytes=2 * (1000 + ENTRY_OVERHEAD))
+    cache.put(("page",), 1, b"[]", "<next>; rel=\"next\"")
+    assert cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
+    cache.put(("big",), 1, b"x" * 1000, "c" * (1001 + ENTRY_OVERHEAD))  # together one byte too big
+    assert cache.get(("big",), 1) is None and cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
 
 
 def test_migration_gives_existing_users_a_version(empty_database, tmp_path):

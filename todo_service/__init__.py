@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import auth, cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, tasks
+from . import auth, cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, paging, tasks
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
 
@@ -21,6 +21,7 @@ def create_app(test_config=None):
     cors.init_app(app, settings.cors_origins)
     db.init_app(app)
     listcache.init_app(app)
+    paging.init_app(app)
     middleware.init_app(app)
     auth.init_app(app)  # before any validation or database access
     app.before_request(middleware.check_path)

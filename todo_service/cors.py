@@ -5,7 +5,7 @@ from flask_cors import CORS
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ALLOW_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
-EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate"]
+EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", "Link"]
 
 
 def init_app(app, origins):

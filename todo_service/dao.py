@@ -17,6 +17,12 @@ LIST_QUERIES = {
     for status, sort, order in product(STATUSES, SORTS, ORDERS)
 }
 STATUS_FLAG = {"pending": False, "completed": True}
+# The paged lists (sql/queries/task_pages.sql): the first page, and the page after a boundary task.
+PAGE_QUERIES = {
+    (status, sort, order, after): QUERIES[
+        f"{'next' if after else 'first'}_page_{'all' if status == 'all' else 'by_status'}_{sort}_{order}"].name
+    for status, sort, order, after in product(STATUSES, SORTS, ORDERS, (False, True))
+}
 
 
 class TaskNotFound(LookupError):
@@ -35,6 +41,22 @@ def list_tasks(user_id, status, sort, order):
     if status == "all":
         return run(name, user_id=user_id)
     return run(name, user_id=user_id, completed=STATUS_FLAG[status])
+
+
+def list_page(user_id, status, sort, order, row_limit, after=None):
+    """Up to `row_limit` of the user's tasks in list order, after the boundary (sort key, id) if given."""
+    params = {"user_id": user_id, "row_limit": row_limit}
+    if status != "all":
+        params["completed"] = STATUS_FLAG[status]
+    if after is not None:
+        params["after_key"], params["after_id"] = after
+    return run(PAGE_QUERIES[(status, sort, order, after is not None)], **params)
+
+
+def signing_key(purpose):
+    """The secret kept for `purpose` (migration 0005), or None when there is none."""
+    row = run("get_signing_key", purpose=purpose)
+    return None if row is None else bytes(row["secret"])
 
 
 def list_version(user_id):

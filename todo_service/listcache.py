@@ -14,50 +14,72 @@ from flask import current_app
 
 from . import dao
 
-ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body: key, tuple, cache bookkeeping
+ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and link: key, tuple, bookkeeping
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
 # that the limit counts what the cache really holds.
 EXACT_COPY_BELOW = 64 * 1024
 
 
 class ListCache:
-    """Rendered lists up to `max_bytes` in all, least recently used dropped first; thread-safe."""
+    """Rendered lists up to `max_bytes` in all, least recently used dropped first; thread-safe.
+
+    An entry is a body and, for a page, its Link header to the next page (None on the last page).
+    """
 
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
-        self._entries = LRUCache(maxsize=max_bytes, getsizeof=lambda entry: len(entry[1]) + ENTRY_OVERHEAD)
+        self._entries = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
         self._lock = threading.Lock()
 
     def get(self, key, version):
-        """The body kept for `key` if it was rendered at `version`, else None."""
+        """(body, link) kept for `key` if it was rendered at `version`, else None."""
         with self._lock:
             entry = self._entries.get(key)
-        return entry[1] if entry is not None and entry[0] == version else None
+        return entry[1:] if entry is not None and entry[0] == version else None
 
-    def put(self, key, version, body):
+    def put(self, key, version, body, link=None):
         """Keep `body` as rendered at `version`; a body larger than the whole cache is not kept."""
-        if len(body) + ENTRY_OVERHEAD <= self.max_bytes:
+        if _entry_size((version, body, link)) <= self.max_bytes:
             if len(body) < EXACT_COPY_BELOW:
                 body = bytes(memoryview(body))
             with self._lock:
-                self._entries[key] = (version, body)
+                self._entries[key] = (version, body, link)
+
+
+def _entry_size(entry):
+    return len(entry[1]) + len(entry[2] or "") + ENTRY_OVERHEAD
+
+
+def _kept(user_id, key, render):
+    """`render()`'s (body, link), or the one kept for `key` while the user's lists are unchanged."""
+    cache = current_app.extensions["todo_lists"]
+    if cache is None:
+        return render()
+    # The version is read before the rows, so the rows are at least as new as the version they
+    # are kept under: a change committed in between makes the next read miss, never serve stale.
+    version = dao.list_version(user_id)
+    if version is not None and (kept := cache.get(key, version)) is not None:
+        return kept
+    rendered = render()
+    if version is not None:
+        cache.put(key, version, *rendered)
+    return rendered
 
 
 def list_json(user_id, status, sort, order):
     """The user's tasks, filtered and ordered as asked, as JSON bytes."""
-    cache = current_app.extensions["todo_lists"]
-    if cache is None:
-        return orjson.dumps(dao.list_tasks(user_id, status, sort, order))
-    # The version is read before the rows, so the rows are at least as new as the version they
-    # are kept under: a change committed in between makes the next read miss, never serve stale.
-    version = dao.list_version(user_id)
-    key = (user_id, status, sort, order)
-    if version is not None and (body := cache.get(key, version)) is not None:
-        return body
-    body = orjson.dumps(dao.list_tasks(user_id, status, sort, order))
-    if version is not None:
-        cache.put(key, version, body)
+    body, _ = _kept(user_id, (user_id, status, sort, order),
+                    lambda: (orjson.dumps(dao.list_tasks(user_id, status, sort, order)), None))
     return body
+
+
+def page_json(user_id, args, render):
+    """One page of a list: `render()`'s (JSON bytes, Link to the next page or None), kept under the whole query.
+
+    `args` holds the validated status, sort, order, limit and cursor; together they name the page.
+    """
+    key = (user_id, args["status"], args["sort"], args["order"], args["limit"], args["cursor"])
+    return _kept(user_id, key, render)
 
 
 def init_app(app):

@@ -74,6 +74,14 @@ WITH_BODY = {
     "422": _error("Body empty, malformed or not a JSON object (INVALID_JSON)."),
 }
 TASK = {"$ref": "#/components/schemas/Task"}
+NEXT_LINK = {
+    "description": 'With limit or cursor, while more tasks follow: <URL>; rel="next", URL (relative to the '
+                   "request's URL) naming the next page: the same status, sort, order and limit, plus a cursor. "
+                   "Absent on the last page and on the whole list.",
+    "schema": {"type": "string", "example": '</api/alice/tasks?status=all&sort=created&order=desc&limit=50'
+                                             '&cursor=AQEAMgAAAAAAABOJMjAyNi0xMS0yN1QwNzozNDoyMC44OTc5ODha'
+                                             'S1pwQe1YZ49PHJClyC_gJA>; rel="next"'},
+}
 
 
 def _op(summary, responses, body=None, parameters=()):
@@ -109,8 +117,10 @@ def build_spec(authenticated=False):
         spec.components.schema(name, schema=schema)
     spec.components.schemas["TaskUpdate"]["minProperties"] = 1  # at least one field
     task_list = {"type": "array", "items": TASK}
+    listed = _ok("The tasks, possibly []: all of them, or one page (limit, cursor).", task_list)
+    listed["headers"]["Link"] = NEXT_LINK
     spec.path("/api/{user_id}/tasks", parameters=[USER_ID], operations={
-        "get": _op("List the user's tasks.", {"200": _ok("The tasks, possibly [].", task_list)},
+        "get": _op("List the user's tasks, whole or a page at a time.", {"200": listed},
                    parameters=[{"in": "query", "schema": schemas.ListQuerySchema}]),
         "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location")}, body="TaskCreate"),
     })

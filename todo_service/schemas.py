@@ -11,6 +11,9 @@ TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
 USER_ID_MAX = 128
 BIGINT_MAX = 2**63 - 1
+PAGE_LIMIT_MAX = 1000
+CURSOR_MAX = 2000
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"  # base64url without padding: unreserved in any URL
 # Whitespace as Python's str.isspace() and JavaScript's \s see it, so the documented patterns and
 # the checks here agree on every character.
 WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
@@ -62,6 +65,15 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class PageLimit(fields.Integer):
+    """A page size: a whole number written in ASCII digits only (no sign, point, space or exponent)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class StrictSchema(Schema):
     """Unknown fields are an error, so typos never pass silently."""
 
@@ -76,6 +88,8 @@ DESCRIPTION_RULE = validate.Length(max=DESCRIPTION_MAX, error="must be at most 1
 MESSAGES = {"required": "is required.", "null": "must not be null.", "invalid": "must be a string."}
 ONE_OF = "must be one of: {choices}."
 BOOL_MESSAGES = {**MESSAGES, "invalid": "must be true or false."}
+LIMIT_MESSAGE = f"must be a whole number from 1 to {PAGE_LIMIT_MAX}."
+CURSOR_MESSAGE = "is not a cursor of this list; follow the Link of the previous page or start without one."
 
 
 class TaskCreateSchema(StrictSchema):
@@ -110,6 +124,17 @@ class ListQuerySchema(Schema):
     sort = fields.String(load_default="created", validate=validate.OneOf(SORTS, error=ONE_OF))
     order = fields.String(validate=validate.OneOf(ORDERS, error=ONE_OF), metadata={
         "description": "Default: desc for created and updated (newest first), asc for title.",
+    })
+    limit = PageLimit(load_default=None, validate=validate.Range(1, PAGE_LIMIT_MAX, error=LIMIT_MESSAGE),
+                      error_messages={"invalid": LIMIT_MESSAGE}, metadata={
+        "description": "Page size, 1-1000: at most this many tasks, and a Link header with rel=\"next\" "
+                       "while more follow. Without limit and cursor, the whole list.",
+    })
+    cursor = fields.String(load_default=None, error_messages={"invalid": CURSOR_MESSAGE}, validate=[
+        validate.Length(max=CURSOR_MAX, error=CURSOR_MESSAGE), validate.Regexp(CURSOR_PATTERN, error=CURSOR_MESSAGE),
+    ], metadata={
+        "description": "Opaque: copy it from the Link rel=\"next\" of the previous page, with the same status, "
+                       "sort and order. Without limit, the page size is the one the cursor was made with.",
     })
 
     def __init__(self, *args, **kwargs):

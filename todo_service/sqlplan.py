@@ -10,8 +10,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import ExecStatus
+from psycopg.rows import dict_row
 
 from .config import load_settings
+from .dao import LIST_QUERIES, PAGE_QUERIES, STATUS_FLAG
 from .db import resolve_url
 from .migrate import migrate
 from .queries import QUERIES
@@ -28,6 +30,35 @@ API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_t
 def api_statements():
     """Names of the statements the plan checks cover: list, get, update, toggle, delete."""
     return sorted(name for name in QUERIES if name.startswith(API_PREFIXES))
+
+
+PAGE_LIMIT = 50  # the page size of the plan checks: list-page's and list-deep's in bench/
+PAGE_SORT_KEY = {"created": "created_at", "updated": "updated_at", "title": "title"}
+
+
+def page_cases(conn, user):
+    """The first, a middle and the last page of every list of `user`, as
+    ((status, sort, order), position, statement name, params, ids the page must hold).
+
+    The boundaries and expected ids come from the unpaged list statement itself: the middle page
+    starts after its middle task, the last one after the task PAGE_LIMIT / 2 from its end. A list of
+    one page has only the first.
+    """
+    cases = []
+    for key, list_name in sorted(LIST_QUERIES.items()):
+        status, sort, _ = key
+        params = {"user_id": user} if status == "all" else {"user_id": user, "completed": STATUS_FLAG[status]}
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = QUERIES[list_name].run(cur, **params)
+        ids = [row["id"] for row in rows]
+        first = {**params, "row_limit": PAGE_LIMIT + 1}
+        cases.append((key, "first", PAGE_QUERIES[(*key, False)], first, ids[:PAGE_LIMIT + 1]))
+        if len(rows) <= PAGE_LIMIT:
+            continue  # one page only
+        for position, index in (("middle", len(rows) // 2), ("last", len(rows) - PAGE_LIMIT // 2 - 1)):
+            after = {**first, "after_key": rows[index][PAGE_SORT_KEY[sort]], "after_id": rows[index]["id"]}
+            cases.append((key, position, PAGE_QUERIES[(*key, True)], after, ids[index + 1:index + PAGE_LIMIT + 2]))
+    return cases
 
 
 def positional(query):
@@ -108,6 +139,10 @@ def main():
                 print(f"\n== {name} ({query.source}) for {user}; header index: {query.index}")
                 rows = explain(conn, query, sample_params(conn, query, user), "ANALYZE, BUFFERS")
                 print("\n".join(row[0] for row in rows))
+        for _, position, name, params, _ in page_cases(conn, BIG_USER):
+            query = QUERIES[name]
+            print(f"\n== {name} ({query.source}), {position} page for {BIG_USER}; header index: {query.index}")
+            print("\n".join(row[0] for row in explain(conn, query, params, "ANALYZE, BUFFERS")))
 
 
 if __name__ == "__main__":

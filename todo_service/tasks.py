@@ -4,7 +4,7 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.routing import BaseConverter
 
-from . import dao, listcache
+from . import dao, listcache, paging
 from .errors import validation_error
 from .jsonbody import json_object
 from .responses import json_bytes_response, json_response, no_content
@@ -58,8 +58,10 @@ def validate_user_id():
 
 @bp.get("")
 def list_tasks():
-    """List the user's tasks."""
+    """List the user's tasks: all of them, or one page when a limit or cursor is given."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
+    if args["limit"] is not None or args["cursor"] is not None:
+        return paging.page_response(g.user_id, args)
     return json_bytes_response(listcache.list_json(g.user_id, args["status"], args["sort"], args["order"]))
 
 

@@ -1,4 +1,4 @@
--- Statements the service runs outside the tasks API: readiness and the migration runner.
+-- Statements the service runs outside the tasks API: readiness, the migration runner, signing keys.
 
 -- name: ping :one
 -- Readiness probe: proves a connection can run a statement.
@@ -44,3 +44,11 @@ VALUES (%(version)s, %(checksum)s);
 -- params: timeout
 -- index: none (no table read)
 SELECT set_config('statement_timeout', %(timeout)s, true);
+
+-- name: get_signing_key :one
+-- The secret for one purpose (migration 0005); 'list_cursor' signs the list cursors.
+-- params: purpose
+-- index: signing_keys_pkey
+SELECT secret
+FROM signing_keys
+WHERE purpose = %(purpose)s;
