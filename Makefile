@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick docs-screenshot clean
+.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ token: $(STAMP) ## Print a 1-hour token for USER signed with AUTH_JWT_SECRET: ma
 PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_listcache.py tests/test_errors.py \
 	tests/test_paging.py \
 	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
-	tests/test_fuzz.py
+	tests/test_fuzz.py tests/test_conditional.py tests/test_idempotency.py tests/test_statement_timeout.py
 
 # $(call debian,NAME): make sure a Debian package's program exists; as root, install it.
 define debian
@@ -96,3 +96,8 @@ bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report i
 bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)
 	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-network: $(BENCH_STAMP) ## Every scenario at 0/1/5 ms to the database, direct and via PgBouncer (BENCH_ARGS="--duration 10")
+	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,pgbouncer)
+	$(BIN)/python -m bench.network $(BENCH_ARGS)

@@ -27,7 +27,10 @@ M.users = tonumber(os.getenv("BENCH_USERS"))
 M.tasks_per_user = tonumber(os.getenv("BENCH_TASKS_PER_USER"))
 M.first_id = tonumber(os.getenv("BENCH_FIRST_ID"))
 
-local json_headers = {["Content-Type"] = "application/json"}
+-- Statuses a script counts as answered besides 2xx (list_poll.lua: 304), and a hook a script may
+-- set to see every answer (list_poll.lua keeps each user's last tag).
+M.also_ok = {}
+M.on_response = nil
 
 function M.random_user()
    local number = math.random(1, M.users)
@@ -61,23 +64,17 @@ if tokens_file ~= nil and tokens_file ~= "" then
    end
 end
 
-local function headers_for(path, body)
-   local headers = {}
-   if body ~= nil then headers["Content-Type"] = "application/json" end
-   if tokens ~= nil then headers["Authorization"] = tokens[path:match("^/api/([^/]+)/")] end
-   return headers
-end
-
--- One HTTP request; counts it, so done() can report how many requests were generated.
-function M.request(method, path, body)
+-- One HTTP request, with `headers` if given; counts it, so done() can report how many requests
+-- were generated.
+function M.request(method, path, body, headers)
    issued = issued + 1
-   if tokens ~= nil then
-      return wrk.format(method, path, headers_for(path, body), body)
-   end
+   headers = headers or {}
+   if tokens ~= nil then headers["Authorization"] = tokens[path:match("^/api/([^/]+)/")] end
    if body ~= nil then
-      return wrk.format(method, path, json_headers, body)
+      headers["Content-Type"] = "application/json"
+      return wrk.format(method, path, headers, body)
    end
-   return wrk.format(method, path, {})
+   return wrk.format(method, path, headers)
 end
 
 function setup(thread)
@@ -88,13 +85,19 @@ end
 function init(args)
    -- Globals, not locals: thread:get() can only read globals.
    issued, failures, statuses, first_failure, cursor, exhausted = 0, 0, {}, "", 0, false
+   answers = {}  -- every status seen, failure or not
    -- LuaJIT seeds every state alike; without this each thread would send the same sequence.
    math.randomseed(os.time() + 7919 * thread_index)
 end
 
--- Every answer is checked: anything but 2xx is a failure (wrk itself only counts >= 400).
+-- Every answer is checked: anything but 2xx (or a status the script allows) is a failure (wrk itself
+-- only counts >= 400).
 function response(status, headers, body)
-   if status < 200 or status > 299 then
+   answers[status] = (answers[status] or 0) + 1
+   if M.on_response ~= nil then
+      M.on_response(status, headers, body)
+   end
+   if (status < 200 or status > 299) and not M.also_ok[status] then
       failures = failures + 1
       statuses[status] = (statuses[status] or 0) + 1
       if first_failure == "" then
@@ -127,6 +130,7 @@ end
 -- One JSON line for bench/wrk.py: rates, percentiles in ms, and every kind of error.
 function done(summary, latency, requests)
    local failures_total, issued_total, by_status, samples, max_cursor, ran_out = 0, 0, {}, {}, 0, false
+   local answered = {}
    for _, thread in ipairs(threads) do
       failures_total = failures_total + thread:get("failures")
       issued_total = issued_total + thread:get("issued")
@@ -134,6 +138,9 @@ function done(summary, latency, requests)
       ran_out = ran_out or thread:get("exhausted")
       for status, count in pairs(thread:get("statuses")) do
          by_status[tostring(status)] = (by_status[tostring(status)] or 0) + count
+      end
+      for status, count in pairs(thread:get("answers")) do
+         answered[tostring(status)] = (answered[tostring(status)] or 0) + count
       end
       local sample = thread:get("first_failure")
       if sample ~= "" then table.insert(samples, sample) end
@@ -160,6 +167,7 @@ function done(summary, latency, requests)
          wrk_status = summary.errors.status,
       },
       statuses = by_status,
+      answers = answered,
       failure_samples = samples,
    }
    io.write("BENCH_RESULT ", encode(result), "\n")

@@ -15,7 +15,7 @@ DOC = ROOT / "docs" / "performance.md"
 CHART = ROOT / "docs" / "performance-latency.png"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 COLUMNS = ("scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "service MB RSS (PSS)",
-           "PostgreSQL MB RSS (PSS)", "CPU ms/req service+PG", "of ceiling", "targets")
+           "PostgreSQL MB RSS (PSS)", "CPU ms/req service+PG", "DB round trips/req", "of ceiling", "targets")
 
 DOC_TEMPLATE = """# Performance
 
@@ -37,16 +37,18 @@ Each scenario is driven by wrk from a separate process, 100 connections, with a 
 |---|---|---|
 | get | `GET /api/{user}/tasks/{id}`, random seeded task | p99 <= 50 ms; >= 35% of the ceiling |
 | list-100 | `GET /api/{user}/tasks`, random seeded user (100 tasks) | p99 <= 100 ms |
+| list-poll | list-100 with `If-None-Match` of the user's previous answer: 304 | as get |
 | list-10k | `GET /api/{big user}/tasks?status=pending&sort=title` (6,667 tasks) | p95 <= 500 ms |
 | list-page | `GET /api/{big user}/tasks?limit=50`, the first page | >= 80% of list-100's req/s |
 | list-deep | `GET /api/{big user}/tasks?…&limit=50&cursor=…`, page 101 of 200 | >= 80% of list-100's req/s |
 | create | `POST /api/{user}/tasks`, JSON body (users that are never listed) | p99 <= 50 ms |
+| create-idem | create with a new `Idempotency-Key` per request | p99 <= 50 ms; within 20% of create |
 | update | `PUT /api/{user}/tasks/{id}`, JSON body | p99 <= 50 ms |
 | toggle | `PATCH /api/{user}/tasks/{id}/complete` | p99 <= 50 ms |
 | delete | `DELETE /api/{user}/tasks/{id}` over ids seeded just before, each sent once | p99 <= 50 ms |
 | mix | 60% get, 20% list-100, 10% toggle, 10% create | - |
 
-Every scenario must answer only 2xx, without socket errors: each response's status is checked in
+Every scenario must answer only 2xx (list-poll also 304), without socket errors: each response's status is checked in
 Lua, and any failure fails the run (exit status 1). The other targets, and the service's 256 MB,
 are reported but never fail it. A failed run keeps its `bench/results/<time>.json` but leaves
 `latest.json` and this page alone, and so does a quick or partial run (`--quick`, `--scenarios`):
@@ -122,7 +124,7 @@ def rows(result):
             str(summary["errors"]), memory(summary["service_rss_mb"], summary["service_pss_mb"]),
             memory(summary["database_rss_mb"], summary["database_pss_mb"]),
             cpu(summary.get("service_cpu_ms"), summary.get("database_cpu_ms")),
-            "-" if share is None else f"{share:.0%}", _verdicts(row),
+            fmt(summary.get("round_trips_per_request"), 2), "-" if share is None else f"{share:.0%}", _verdicts(row),
         ])
     return table
 
@@ -138,8 +140,15 @@ def text_table(result):
         lines.append("  ".join(cells).rstrip())
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
-    lines += ["", run_verdict_line(result), backlog_line(result)]
+    lines += ["", path_line(result), run_verdict_line(result), backlog_line(result)]
     return "\n".join(lines).rstrip()
+
+
+def path_line(result):
+    """Which way the service reached PostgreSQL (older results predate the choice: direct)."""
+    path = result.get("path") or {"description": "direct, no proxy"}
+    return (f"Database path: {path['description']}. Round trips per request are counted by the proxy, "
+            "so only when it is in the path.")
 
 
 def backlog_line(result):
@@ -182,6 +191,7 @@ def markdown_block(result, chart_name):
         f"commit `{result['git']}`: {config['duration']} s per scenario after a {config['warmup']} s warm-up, "
         f"{config['connections']} connections, {config['threads']} wrk threads, wrk timeout {config['timeout']} s.",
         f"- Service: {_settings_line(result)}. PostgreSQL: {result['database']}.",
+        f"- {path_line(result)}",
         f"- Data: {seed['users']} users x {seed['tasks_per_user']} tasks, plus one user with "
         f"{seed['big_tasks']:,} tasks. Host: {result['host']['cpus']} CPUs shared by wrk, gunicorn and PostgreSQL.",
         "",
@@ -209,6 +219,91 @@ def write_doc(result, doc=DOC, chart=CHART):
             text = text.replace("\n## Tuning", f"\n{block}\n\n## Tuning", 1)
         else:
             text = text.rstrip("\n") + f"\n\n{block}\n"
+    _write_atomic(doc, text)
+
+
+NETWORK_BEGIN, NETWORK_END = "<!-- bench-network:begin -->", "<!-- bench-network:end -->"
+NETWORK_COLUMNS = ("scenario", "path", "req/s", "p50 ms", "p99 ms", "errors", "DB round trips/req", "of 0 ms",
+                   "CPU ms/req service+PG", "proxy CPU ms/req")
+
+
+def _path_label(path):
+    return f"{path['latency_ms']:g} ms, {'PgBouncer' if path['pooler'] else 'direct'}"
+
+
+def network_rows(results):
+    """One row per scenario and path, grouped by scenario; `of 0 ms`: req/s as a share of the same
+    mode's 0 ms run."""
+    at_zero = {(r["path"]["pooler"], row["name"]): row["summary"]["rps"]
+               for r in results if r["path"]["latency_ms"] == 0 for row in r["scenarios"]}
+    table = []
+    for number, scenario in enumerate(results[0]["scenarios"]):
+        for result in results:
+            summary, path = result["scenarios"][number]["summary"], result["path"]
+            zero = at_zero.get((path["pooler"], scenario["name"]))
+            table.append([
+                scenario["name"], _path_label(path), fmt(summary["rps"]), fmt(summary["p50_ms"]),
+                fmt(summary["p99_ms"]), str(summary["errors"]), fmt(summary.get("round_trips_per_request"), 2),
+                f"{summary['rps'] / zero:.0%}" if zero else "-",
+                cpu(summary.get("service_cpu_ms"), summary.get("database_cpu_ms")),
+                fmt(summary.get("proxy_cpu_ms"), 2),
+            ])
+    return table
+
+
+def network_text_table(results):
+    table = [list(NETWORK_COLUMNS), *network_rows(results)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(NETWORK_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
+                       for i, (cell, width) in enumerate(zip(line, widths, strict=True))).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join([*lines, "", *_delay_lines(results)])
+
+
+def _delay_lines(results):
+    lines = []
+    for result in results:
+        delays = [row["summary"].get("db_delay_ms") for row in result["scenarios"]]
+        delays = [delay for delay in delays if delay is not None]
+        if delays:
+            lines.append(f"{_path_label(result['path'])}: one-way delay applied "
+                         f"{min(delays):.2f}-{max(delays):.2f} ms on average per scenario")
+    return lines
+
+
+def network_markdown_block(results):
+    first = results[0]
+    config, seed = first["config"], first["seed"]
+    lines = [
+        NETWORK_BEGIN,
+        f"<!-- Written by bench/network.py from bench/results/{first['started_at']}-*.json; "
+        "edits here are overwritten. -->",
+        f"- Run {first['started_at']}{', label `' + first['label'] + '`' if first.get('label') else ''}"
+        f"{' (quick smoke run)' if config['quick'] else ''}, "
+        f"commit `{first['git']}`: {config['duration']} s per scenario after a {config['warmup']} s warm-up, "
+        f"{config['connections']} connections; {seed['users']} users x {seed['tasks_per_user']} tasks + "
+        f"{seed['big_tasks']:,}; ceiling {fmt(first['baseline']['summary']['rps'])} req/s.",
+        f"- Service: {_settings_line(first)} (behind PgBouncer: no prepared statements unless "
+        "`DATABASE_PGBOUNCER_PREPARED=true`). Every path goes through bench/proxy.py, 0 ms too.",
+        *[f"- {line}." for line in _delay_lines(results)],
+        "",
+        "| " + " | ".join(NETWORK_COLUMNS) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(NETWORK_COLUMNS) - 2)) + "|",
+        *["| " + " | ".join(cells) + " |" for cells in network_rows(results)],
+        NETWORK_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_network_doc(results, doc=DOC):
+    """Replace the block between the network markers (or add it, with a heading, at the end)."""
+    block = network_markdown_block(results)
+    text = doc.read_text(encoding="utf-8") if doc.exists() else DOC_TEMPLATE.replace("{block}", "")
+    marked = re.compile(re.escape(NETWORK_BEGIN) + ".*?" + re.escape(NETWORK_END), re.DOTALL)
+    if marked.search(text):
+        text = marked.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + f"\n\n## Across a network: measured\n\n{block}\n"
     _write_atomic(doc, text)
 
 

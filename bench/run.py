@@ -47,7 +47,15 @@ def parse_args(argv):
     parser.add_argument("--users", type=int, default=100, help="seeded users (default 100)")
     parser.add_argument("--tasks", type=int, default=100, help="tasks per seeded user (default 100)")
     parser.add_argument("--big-tasks", type=int, default=10_000, help="tasks of the one big user (default 10000)")
+    parser.add_argument("--db-latency-ms", type=float,
+                        help="connect the service through bench/proxy.py, which adds this one-way delay each way "
+                             "and counts round trips per request (0: no delay, still counted)")
+    parser.add_argument("--pooler", action="store_true",
+                        help="connect the service through a real PgBouncer in transaction mode "
+                             "(DATABASE_PGBOUNCER=true); combines with --db-latency-ms")
     args = parser.parse_args(argv)
+    if args.db_latency_ms is not None and not 0 <= args.db_latency_ms <= 1000:
+        parser.error("--db-latency-ms must be within 0..1000")
     defaults = QUICK if args.quick else FULL
     args.duration = args.duration or defaults["duration"]
     args.warmup = defaults["warmup"] if args.warmup is None else args.warmup
@@ -79,6 +87,8 @@ def settings_in_force(env):
         "pool_max_size": settings.pool_max_size,
         "pool_check": settings.pool_check,
         "prepare_threshold": settings.prepare_threshold,
+        "pgbouncer": settings.pgbouncer,
+        "pgbouncer_prepared": settings.pgbouncer_prepared,
         "statement_timeout_ms": settings.statement_timeout_ms,
         "log_level": settings.log_level,
     }
@@ -132,8 +142,9 @@ class Bench:
         self.stamp = stamp
         self.wrk_log = (LOG_DIR / f"{stamp}-wrk.log").open("a")
 
-    def load(self, scenario, url, lua_env, monitor, service_pid, ceiling_rps=None):
-        """Warm up, then measure `scenario`; returns its result entry."""
+    def load(self, scenario, url, lua_env, monitor, service_pid, ceiling_rps=None, path=None):
+        """Warm up, then measure `scenario`; returns its result entry. With a proxy in `path`, also
+        the round trips to PostgreSQL per request of the measured run."""
         args = self.args
         options = {"connections": args.connections, "threads": args.threads, "timeout": args.timeout,
                    "log": self.wrk_log}
@@ -147,24 +158,31 @@ class Bench:
                     lua_env = {**lua_env, "BENCH_DELETE_FIRST": str(loads[-1]["cursor"] + 1)}
                 backlog.append(monitor.wait_idle(service_pid))
             cpu_before = monitor.cpu(service_pid)
+            wire_before = path.counts() if path else None
             loads.append(wrk.run(scenario.script, url, duration=args.duration, env=lua_env, **options))
             backlog.append(monitor.wait_idle(service_pid))
             # From an idle start to idle again: the CPU of exactly the requests this run sent.
             cpu_used = [after - before for after, before in zip(monitor.cpu(service_pid), cpu_before, strict=True)]
+            wire = path.counts() - wire_before if wire_before is not None else None
         summary = summarize(loads, peaks, ceiling_rps, cpu_used)
         summary["backlog_s"] = max(backlog)
+        if wire is not None:  # per request sent, like the CPU: the server did them all
+            summary["round_trips_per_request"] = round(wire.round_trips / max(loads[-1]["issued"], 1), 3)
+            summary["db_delay_ms"] = None if wire.mean_delay_ms is None else round(wire.mean_delay_ms, 2)
+            summary["proxy_cpu_ms"] = round(wire.cpu_s * 1000 / max(loads[-1]["issued"], 1), 3)
+        trips = f", {summary['round_trips_per_request']:g} round trips/request" if wire is not None else ""
         print(f"{summary['rps']:,.0f} req/s, p99 {summary['p99_ms']:,.1f} ms, errors {summary['errors']}, "
-              f"{summary['backlog_s']}s to idle", flush=True)
+              f"{summary['backlog_s']}s to idle{trips}", flush=True)
         return {"name": scenario.name, "title": scenario.title, "script": scenario.script,
                 "summary": summary, "targets": scenario.evaluate(summary), "raw": loads}
 
-    def serve(self, stack, env, lua_env, seeded, auth):
+    def serve(self, stack, env, lua_env, seeded, auth, path_name):
         """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send."""
         if auth:
             jwks_url, private = stack.enter_context(tokens.key_set())
             path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
             env, lua_env = {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
-        log = LOG_DIR / f"{self.stamp}-gunicorn-service{'-auth' if auth else ''}.log"
+        log = LOG_DIR / f"{self.stamp}-gunicorn-service-{path_name}{'-auth' if auth else ''}.log"
         print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''} (log {log.relative_to(ROOT)})",
               flush=True)
         return stack.enter_context(service.Gunicorn("wsgi:app", env, log)), lua_env
@@ -178,7 +196,12 @@ class Bench:
                 "BENCH_DELETE_LAST": str(last)}
 
     def run(self):
-        """Everything from a fresh database to the result dict; always stops what it started."""
+        """Everything from a fresh database to the result dict, on the path the options ask for."""
+        return self.run_paths([service.DatabasePath(self.args.db_latency_ms, self.args.pooler)])[0]
+
+    def run_paths(self, paths):
+        """One fresh database, seed and ceiling, then every scenario on each of `paths` in turn; a result
+        dict per path. Always stops what it started."""
         args = self.args
         database = service.make_database()
         monitor = None
@@ -200,27 +223,42 @@ class Bench:
             print(f"ceiling: gunicorn bench.baseline_app:app (log {log.relative_to(ROOT)})", flush=True)
             with service.Gunicorn("bench.baseline_app:app", baseline_env, log) as server:
                 baseline = self.load(scenarios.BASELINE, server.url, lua_env, monitor, server.pid)
-            ceiling = baseline["summary"]["rps"]
+            return [self.measure_path(path, url, baseline, seeded, lua_env, monitor, database.kind)
+                    for path in paths]
+        finally:
+            if monitor is not None:
+                monitor.close()
+            database.close()
+            self.wrk_log.close()
 
+    def measure_path(self, path, url, baseline, seeded, lua_env, monitor, database_kind):
+        """Every selected scenario against a gunicorn that reaches the database at `url` through `path`."""
+        ceiling = baseline["summary"]["rps"]
+        try:
+            service_url, path_env = path.open(url)
+            env = {**service_env(service_url), **path_env}
+            print(f"database path: {path.describe()}", flush=True)
             results = []
             with ExitStack() as stack:  # the service as configured and, for the auth scenarios, with auth on
-                servers = {auth: self.serve(stack, env, lua_env, seeded, auth)
-                           for auth in sorted({scenario.auth for scenario in args.selected})}
-                for scenario in args.selected:  # in run order: each auth scenario right after its plain one
+                servers = {auth: self.serve(stack, env, lua_env, seeded, auth, path.name)
+                           for auth in sorted({scenario.auth for scenario in self.args.selected})}
+                for scenario in self.args.selected:  # in run order: each auth scenario right after its plain one
                     server, scenario_env = servers[scenario.auth]
                     if scenario.uses_delete_pool:
                         scenario_env = {**scenario_env, **self.delete_pool_env(url, ceiling)}
                     if scenario.uses_deep_page:
                         deep = data.middle_page(server.url, data.BIG_USER, seeded.big_tasks, scenario_env)
                         scenario_env = {**scenario_env, "BENCH_DEEP_PAGE": deep}
-                    results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling))
+                    results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling, path))
             compare(results)
-            return self.result(baseline, results, seeded, settings_in_force(env), database.kind)
         finally:
-            if monitor is not None:
-                monitor.close()
-            database.close()
-            self.wrk_log.close()
+            path.close()
+        result = self.result(baseline, results, seeded, settings_in_force(env), database_kind)
+        result["path"] = {"name": path.name, "latency_ms": path.latency_ms, "pooler": path.pooler,
+                          "description": path.describe()}
+        if path.name != "direct":
+            result["file"] = result["file"].replace(".json", f"-{path.name}.json")
+        return result
 
     def result(self, baseline, results, seeded, settings, database_kind):
         args = self.args
@@ -305,9 +343,9 @@ def main(argv=None):
         print(f"\nbenchmark could not run: {exc}", file=sys.stderr)
         return 2
     # A run with failed requests measured something else than the API: keep its file as evidence,
-    # but leave latest.json and the docs on the last good run. So do quick and partial runs: the
-    # docs hold the latest complete full run.
-    complete = result["passed"] and not args.quick and args.scenarios is None
+    # but leave latest.json and the docs on the last good run. So do quick and partial runs, and runs
+    # through the proxy or PgBouncer: the main table holds the latest complete full run, direct.
+    complete = result["passed"] and not args.quick and args.scenarios is None and result["path"]["name"] == "direct"
     path = report.write_json(result, latest=complete)
     print()
     print(report.text_table(result))
@@ -316,7 +354,8 @@ def main(argv=None):
         report_failures(result)
         return 1
     if not complete:
-        print(f"\nresults: {path.relative_to(ROOT)} (a quick or partial run: latest.json and the docs unchanged)")
+        print(f"\nresults: {path.relative_to(ROOT)} (a quick, partial or proxied run: latest.json and the main "
+              "table unchanged; python -m bench.network writes the network table)")
         return 0
     report.write_chart(result)
     report.write_doc(result)

@@ -66,6 +66,9 @@ SCENARIOS = (
     Scenario("get-auth", "get.lua", "GET one task, with authentication", (WITH_AUTH,), auth=True,
              relative_to="get"),
     Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
+    # A poll of an unchanged list (304) should cost about what a get does.
+    Scenario("list-poll", "list_poll.lua", "GET a user's 100 tasks with If-None-Match: 304",
+             (p99(50), Target("fraction", 0.35, at_least=True))),
     Scenario("list-10k", "list_big.lua", "GET 10,000-task user, pending by title",
              (Target("p95_ms", 500, unit=" ms"),)),
     Scenario("list-page", "list_page.lua", "GET 10,000-task user, first page of 50", (NEAR_LIST_100,),
@@ -73,6 +76,8 @@ SCENARIOS = (
     Scenario("list-deep", "list_deep.lua", "GET 10,000-task user, page 101 of 200 (cursor)", (NEAR_LIST_100,),
              uses_deep_page=True, relative_to="list-100"),
     Scenario("create", "create.lua", "POST a task", (p99(50),)),
+    # Keys may not cost a create more than 20%: compare its numbers with create's.
+    Scenario("create-idem", "create_idem.lua", "POST a task with an Idempotency-Key", (p99(50),)),
     Scenario("update", "update.lua", "PUT a task", (p99(50),)),
     Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),

@@ -85,6 +85,58 @@ def make_database():
     return ExternalDatabase(server_url) if server_url else EmbeddedDatabase()
 
 
+class DatabasePath:
+    """How the service reaches PostgreSQL: directly, across a network (the latency proxy), through
+    PgBouncer in transaction mode, or both. With both, the proxy stands before PgBouncer, as with
+    Neon, whose pooler runs beside the database: service -> network -> PgBouncer -> PostgreSQL.
+
+    The proxy counts round trips whenever it is in the path (also at 0 ms).
+    """
+
+    def __init__(self, latency_ms=None, pooler=False):
+        self.latency_ms, self.pooler = latency_ms, pooler
+        self.proxy = self.bouncer = None
+
+    @property
+    def name(self):
+        """Short and file-name safe: direct, 1ms, pgbouncer, 1ms-pgbouncer."""
+        parts = ([] if self.latency_ms is None else [f"{self.latency_ms:g}ms"]) + (["pgbouncer"] if self.pooler else [])
+        return "-".join(parts) or "direct"
+
+    def describe(self):
+        network = "no proxy" if self.latency_ms is None else f"{self.latency_ms:g} ms each way (bench/proxy.py)"
+        return f"{'PgBouncer in transaction mode' if self.pooler else 'direct'}, {network}"
+
+    def open(self, url):
+        """Start what the path needs in front of the database at `url`; return (service URL, service env)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        from bench.proxy import ProxyProcess, target_of
+        from tests.pgservers import PgBouncer  # the one the tests run: transaction mode, on 127.0.0.1
+
+        target, env = target_of(url), {}
+        if self.pooler:
+            self.bouncer = PgBouncer(target[1], name="bench-bouncer", target_host=target[0]).start()
+            target = ("127.0.0.1", self.bouncer.port)
+            url = self.bouncer.url(conninfo_to_dict(url).get("dbname", "postgres"))
+            env["DATABASE_PGBOUNCER"] = "true"
+        if self.latency_ms is not None:
+            self.proxy = ProxyProcess(target, self.latency_ms).start()
+            url = self.proxy.conninfo(url)
+        return url, env
+
+    def counts(self):
+        """The proxy's counters, or None without a proxy."""
+        return self.proxy.counts() if self.proxy else None
+
+    def close(self):
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.bouncer is not None:
+            self.bouncer.stop()
+        self.proxy = self.bouncer = None
+
+
 class Gunicorn:
     """`gunicorn -c gunicorn.conf.py APP` on 127.0.0.1:PORT, output to a log file, stopped by PID."""
 

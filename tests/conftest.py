@@ -65,8 +65,8 @@ def sql_conn(database_url):
 
 @pytest.fixture
 def clean_db(sql_conn):
-    """Start from an empty tasks table."""
-    sql_conn.execute("TRUNCATE tasks")
+    """Start from empty tasks and idempotency keys."""
+    sql_conn.execute("TRUNCATE tasks, idempotency_keys")
 
 
 def settings_for(database_url, **overrides):

@@ -95,13 +95,14 @@ class PgCluster:
 
 
 class PgBouncer:
-    """PgBouncer (Debian package) in transaction pooling mode in front of `target_port`."""
+    """PgBouncer (Debian package) in transaction pooling mode in front of `target_host`:`target_port`
+    (a host, or the directory of PostgreSQL's Unix socket)."""
 
-    def __init__(self, target_port, name="bouncer"):
+    def __init__(self, target_port, name="bouncer", target_host="127.0.0.1"):
         self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         if not Path(self.binary).exists():
             raise RuntimeError("pgbouncer is not installed: `sudo apt-get install pgbouncer` (Debian/Ubuntu)")
-        self.target_port = target_port
+        self.target_host, self.target_port = target_host, target_port
         self.port = free_port()
         self.base = ROOT / ".data" / "clusters" / f"{name}-{os.getpid()}"
         self.proc = None
@@ -115,7 +116,7 @@ class PgBouncer:
         (self.base / "users.txt").write_text('"postgres" ""\n')
         ini = self.base / "pgbouncer.ini"
         ini.write_text(f"""[databases]
-* = host=127.0.0.1 port={self.target_port}
+* = host={self.target_host} port={self.target_port}
 
 [pgbouncer]
 listen_addr = 127.0.0.1

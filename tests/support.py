@@ -69,6 +69,13 @@ def with_auth(path, headers):
     return {**auth_headers(user), **headers}
 
 
+def wait_for_lock_wait(sql_conn, thread):
+    """Return once a session of the test database waits for a lock, or `thread` has ended."""
+    query = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    while thread.is_alive() and sql_conn.execute(query).fetchone()["n"] == 0:
+        time.sleep(0.01)
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

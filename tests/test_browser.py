@@ -237,6 +237,26 @@ def test_the_next_page_link_is_readable_and_followable_from_javascript(open_tab,
     assert "link" not in second["headers"]  # the last page
 
 
+def test_idempotency_keys_and_etags_work_from_javascript(open_tab, frontend, service, sql_conn, clean_db):
+    tab, user = open_tab(frontend.origin, service), "browser-retries"
+    auth, base = auth_headers(user), f"/api/{user}/tasks"
+    retry = {**auth, "Idempotency-Key": "browser-retry-1"}
+    created, network = tab.call_seen("POST", base, {"title": "once"}, retry)
+    replayed, replay_network = tab.call_seen("POST", base, {"title": "once"}, retry)
+    assert created["status"] == replayed["status"] == 201 and replayed["body"]["id"] == created["body"]["id"]
+    assert replayed["headers"]["idempotent-replayed"] == "true"
+    assert_exposed_headers_readable(created, network)
+    assert_exposed_headers_readable(replayed, replay_network)
+    assert sql_conn.execute("SELECT count(*) AS n FROM tasks WHERE user_id = %s", [user]).fetchone()["n"] == 1
+
+    url, etag = created["headers"]["location"], created["headers"]["etag"]
+    changed, _ = tab.call_seen("PUT", url, {"title": "changed"}, {**auth, "If-Match": etag})
+    assert changed["status"] == 200 and changed["headers"]["etag"] != etag
+    stale, network = tab.call_seen("PUT", url, {"title": "lost update"}, {**auth, "If-Match": etag})
+    assert stale["status"] == 412 and stale["body"]["error_code"] == "PRECONDITION_FAILED"
+    assert_exposed_headers_readable(stale, network)
+
+
 def test_a_json_post_goes_through_the_preflight(open_tab, frontend, service, sql_conn, clean_db):
     tab, user = open_tab(frontend.origin, service), "browser-preflight"
     result = tab.call("POST", f"/api/{user}/tasks", {"title": "preflighted"}, auth_headers(user))

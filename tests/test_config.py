@@ -15,6 +15,7 @@ def test_defaults():
     assert settings.prepare_threshold == 5
     assert settings.pool_min_size <= settings.pool_max_size
     assert settings.reuse_port is True and settings.list_cache_mb == 16
+    assert settings.idempotency_ttl_hours == 24
     assert settings.docs_enabled is True and load_settings({"DOCS_ENABLED": "false"}).docs_enabled is False
 
 
@@ -37,6 +38,16 @@ def test_neon_pooler_host_turns_off_prepared_statements():
     assert direct.pgbouncer is False and direct.prepare_threshold == 5
     forced = load_settings({"DATABASE_URL": "postgresql://u@127.0.0.1:6432/db", "DATABASE_PGBOUNCER": "true"})
     assert forced.pgbouncer is True and forced.prepare_threshold is None
+
+
+def test_prepared_statements_behind_a_pooler_only_when_asked():
+    pooled = "postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db"
+    asked = load_settings({"DATABASE_URL": pooled, "DATABASE_PGBOUNCER_PREPARED": "true"})
+    assert asked.pgbouncer is True and asked.pgbouncer_prepared is True and asked.prepare_threshold == 5
+    never = load_settings({"DATABASE_URL": pooled, "DATABASE_PGBOUNCER_PREPARED": "true",
+                           "DATABASE_PREPARE_THRESHOLD": "0"})
+    assert never.prepare_threshold is None
+    assert load_settings({"DATABASE_URL": pooled}).pgbouncer_prepared is False
 
 
 def test_migrations_may_use_a_direct_url():
@@ -63,6 +74,9 @@ def test_migrations_may_use_a_direct_url():
     ({"GUNICORN_REUSE_PORT": "sometimes"}, "GUNICORN_REUSE_PORT"),
     ({"LIST_CACHE_MB": "lots"}, "LIST_CACHE_MB"),
     ({"LIST_CACHE_MB": "-1"}, "LIST_CACHE_MB"),
+    ({"IDEMPOTENCY_TTL_HOURS": "a day"}, "IDEMPOTENCY_TTL_HOURS"),
+    ({"IDEMPOTENCY_TTL_HOURS": "0"}, "IDEMPOTENCY_TTL_HOURS"),
+    ({"DATABASE_PGBOUNCER_PREPARED": "sometimes"}, "DATABASE_PGBOUNCER_PREPARED"),
     ({"DOCS_ENABLED": "perhaps"}, "DOCS_ENABLED"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):

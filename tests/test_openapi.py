@@ -56,3 +56,25 @@ def test_every_operation_documents_its_errors(client):
             assert {"400", "405", "500", "503"} <= set(op["responses"]), (method, path)
             if "requestBody" in op:
                 assert {"413", "415", "422"} <= set(op["responses"]), (method, path)
+
+
+def test_conditional_and_idempotency_headers_and_answers_are_documented(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    task, tasks, complete = (paths[p] for p in ("/api/{user_id}/tasks/{task_id}", "/api/{user_id}/tasks",
+                                                "/api/{user_id}/tasks/{task_id}/complete"))
+
+    def headers(op):
+        return {p["name"] for p in op["parameters"] if p.get("in") == "header"}
+
+    for op in (task["get"], tasks["get"]):
+        assert "If-None-Match" in headers(op) and "304" in op["responses"]
+        assert {"ETag", "Cache-Control"} <= set(op["responses"]["200"]["headers"])
+        assert "ETag" in op["responses"]["304"]["headers"] and "content" not in op["responses"]["304"]
+    for op in (task["put"], task["delete"], complete["patch"]):
+        assert "If-Match" in headers(op) and "412" in op["responses"]
+    for op in (tasks["post"], complete["patch"]):
+        assert "Idempotency-Key" in headers(op) and {"409", "422"} <= set(op["responses"])
+        success = op["responses"]["201" if op is tasks["post"] else "200"]
+        assert {"ETag", "Idempotent-Replayed"} <= set(success["headers"])
+    assert "IDEMPOTENCY_KEY_REUSED" in tasks["post"]["responses"]["422"]["description"]
+    assert "IDEMPOTENCY_KEY_IN_PROGRESS" in complete["patch"]["responses"]["409"]["description"]

@@ -2,7 +2,23 @@
 
 from flask import Flask
 
-from . import auth, cli, cors, db, docs, errors, health, listcache, logs, middleware, openapi, paging, tasks
+from . import (
+    auth,
+    cli,
+    conditional,
+    cors,
+    db,
+    docs,
+    errors,
+    health,
+    idempotency,
+    listcache,
+    logs,
+    middleware,
+    openapi,
+    paging,
+    tasks,
+)
 from .config import load_settings
 from .jsonbody import MAX_BODY_BYTES
 
@@ -22,6 +38,8 @@ def create_app(test_config=None):
     db.init_app(app)
     listcache.init_app(app)
     paging.init_app(app)
+    conditional.init_app(app)
+    idempotency.init_app(app)
     middleware.init_app(app)
     auth.init_app(app)  # before any validation or database access
     app.before_request(middleware.check_path)

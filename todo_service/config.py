@@ -127,6 +127,7 @@ class Settings:
     statement_timeout_ms: int
     pgbouncer: bool
     prepare_threshold: int | None
+    pgbouncer_prepared: bool
     migrate_on_start: bool
     data_dir: Path
     web_concurrency: int
@@ -134,6 +135,7 @@ class Settings:
     threads: int
     reuse_port: bool
     list_cache_mb: float
+    idempotency_ttl_hours: float
     docs_enabled: bool = True
     auth_jwks_url: str | None = None
     auth_jwt_secret: str | None = field(default=None, repr=False)
@@ -162,6 +164,9 @@ def load_settings(env=None):
     database_url = _database_url(env, "DATABASE_URL")
     pgbouncer = _bool(env, "DATABASE_PGBOUNCER", _detect_pooler(database_url))
     prepare = _int(env, "DATABASE_PREPARE_THRESHOLD", 5, 0, 1000)
+    # PgBouncer 1.21+ with max_prepared_statements keeps protocol-level prepared statements in
+    # transaction mode (Neon's pooler does); older poolers do not, so it is off unless asked for.
+    pgbouncer_prepared = _bool(env, "DATABASE_PGBOUNCER_PREPARED", False)
     threads = _int(env, "GUNICORN_THREADS", 8, 1, 256)
     # One connection per worker thread, opened up front: no thread waits for one, none sits idle.
     pool_min = _int(env, "DB_POOL_MIN_SIZE", threads, 0, 100)
@@ -185,7 +190,8 @@ def load_settings(env=None):
         connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 1, 60),
         statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 0, 600_000),
         pgbouncer=pgbouncer,
-        prepare_threshold=None if pgbouncer or prepare == 0 else prepare,
+        prepare_threshold=None if (pgbouncer and not pgbouncer_prepared) or prepare == 0 else prepare,
+        pgbouncer_prepared=pgbouncer_prepared,
         migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
         data_dir=PROJECT_ROOT / _raw(env, "EMBEDDED_DATA_DIR", ".data/postgres"),
         web_concurrency=_int(env, "WEB_CONCURRENCY", 0, 0, 256),
@@ -201,4 +207,5 @@ def load_settings(env=None):
         auth_user_claim=_raw(env, "AUTH_USER_CLAIM", "sub"),
         auth_leeway_seconds=_int(env, "AUTH_LEEWAY_SECONDS", 30, 0, 3600),
         auth_disabled=_bool(env, "AUTH_DISABLED", False),
+        idempotency_ttl_hours=_float(env, "IDEMPOTENCY_TTL_HOURS", 24.0, 0.001, 8760),
     )

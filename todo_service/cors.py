@@ -4,8 +4,8 @@ from flask import request
 from flask_cors import CORS
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-ALLOW_HEADERS = ["Content-Type", "Authorization", "X-Request-ID"]
-EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", "Link"]
+ALLOW_HEADERS = ["Content-Type", "Authorization", "X-Request-ID", "If-Match", "If-None-Match", "Idempotency-Key"]
+EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", "Link", "ETag", "Idempotent-Replayed"]
 
 
 def init_app(app, origins):

@@ -29,9 +29,20 @@ class TaskNotFound(LookupError):
     """No such task for this user (missing, malformed id, or someone else's)."""
 
 
+class PreconditionFailed(Exception):
+    """The task exists, but its current tag is none of those If-Match asked for; nothing changed."""
+
+
 def _found(row):
     if row is None:
         raise TaskNotFound()
+    return row
+
+
+def _matched(row):
+    """A conditional write's row: TaskNotFound without one, PreconditionFailed when it holds no task."""
+    if _found(row)["id"] is None:
+        raise PreconditionFailed()
     return row
 
 
@@ -75,25 +86,35 @@ def get_task(user_id, task_id):
     return _found(run("get_task", user_id=user_id, id=task_id))
 
 
-def update_task(user_id, task_id, changes):
-    """Apply a partial update (keys: title, description, completed) and return the task."""
-    return _found(run(
-        "update_task",
-        user_id=user_id,
-        id=task_id,
-        title=changes.get("title"),
-        description=changes.get("description"),
-        set_description="description" in changes,
-        completed=changes.get("completed"),
-    ))
+def update_task(user_id, task_id, changes, etags=None):
+    """Apply a partial update (keys: title, description, completed) and return the task.
+
+    With `etags` (If-Match), only when the task's current tag is one of them.
+    """
+    params = {
+        "user_id": user_id,
+        "id": task_id,
+        "title": changes.get("title"),
+        "description": changes.get("description"),
+        "set_description": "description" in changes,
+        "completed": changes.get("completed"),
+    }
+    if etags is None:
+        return _found(run("update_task", **params))
+    return _matched(run("update_task_if_match", etags=etags, **params))
 
 
-def toggle_task(user_id, task_id):
-    """Flip `completed` in one statement and return the task."""
-    return _found(run("toggle_task", user_id=user_id, id=task_id))
+def toggle_task(user_id, task_id, etags=None):
+    """Flip `completed` in one statement and return the task; with `etags`, only on a matching tag."""
+    if etags is None:
+        return _found(run("toggle_task", user_id=user_id, id=task_id))
+    return _matched(run("toggle_task_if_match", user_id=user_id, id=task_id, etags=etags))
 
 
-def delete_task(user_id, task_id):
-    """Delete the task, or TaskNotFound."""
-    if run("delete_task", user_id=user_id, id=task_id) == 0:
-        raise TaskNotFound()
+def delete_task(user_id, task_id, etags=None):
+    """Delete the task, or TaskNotFound; with `etags`, only on a matching tag."""
+    if etags is None:
+        if run("delete_task", user_id=user_id, id=task_id) == 0:
+            raise TaskNotFound()
+    elif not _found(run("delete_task_if_match", user_id=user_id, id=task_id, etags=etags))["deleted"]:
+        raise PreconditionFailed()

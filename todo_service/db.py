@@ -34,17 +34,29 @@ class DatabaseUnavailable(Exception):
         self.retryable = retryable
 
 
+class DatabaseTimeout(Exception):
+    """A statement ran past DB_STATEMENT_TIMEOUT_MS and was cancelled; the database itself is fine."""
+
+    def __init__(self, statement, message):
+        super().__init__(message)
+        self.statement = statement
+
+
 # The server ended the session before running the statement (admin or crash shutdown, terminated
 # backend): it answers with one of these instead of a result, so running it again is safe.
 SERVER_ENDED_SESSION = {"57P01", "57P02", "57P03"}
 
 
 class PooledConnection(psycopg.Connection):
-    """A pool connection that runs its statements on one cursor it keeps.
+    """A pool connection that runs each statement in one round trip, on one cursor it keeps.
 
     `conn.execute` makes a new cursor per statement, about a third of psycopg's cost for a one-row
     query (docs/performance.md). Only the thread holding the connection uses it, so one is enough.
     """
+
+    # Behind a transaction-mode pooler: the statement timeout to set for each statement's own
+    # transaction (set by the pool's `configure`); None where the connection's startup set it.
+    local_timeout = None
 
     @property
     def statements(self):
@@ -54,13 +66,60 @@ class PooledConnection(psycopg.Connection):
         return cursor
 
     def run(self, query, **params):
-        """Run a named statement on the kept cursor and return its result."""
+        """Run a named statement on the kept cursor and return its result, in one round trip.
+
+        Most runs are a plain execute: Parse/Bind/Execute and Sync in one packet, or Bind/Execute
+        once psycopg has prepared the statement. Two kinds of run go out as a pipeline with a single
+        Sync instead, so that what psycopg sends with the statement travels in the same exchange:
+        behind a pooler, the `set_statement_timeout` that bounds it (both run in the implicit
+        transaction that ends at the Sync), and a run on which psycopg may prepare it (alone, that
+        Parse would wait for an answer of its own). Only plain runs keep the server's reason when it
+        ends the session (psycopg's pipeline loses it), so plain is the rule. docs/performance.md.
+        """
         cursor = self.statements
         try:
-            return query.run(cursor, **params)
+            if self.local_timeout is None and not self._may_prepare(query, params):
+                return query.run(cursor, **params)
+            if _looks_dead(self):  # closed since checkout: say so while nothing has been sent
+                self.close()
+                raise DatabaseUnavailable("the server closed the connection", retryable=True)
+            with self.pipeline():
+                if self.local_timeout is not None:
+                    QUERIES.set_statement_timeout.send(cursor, timeout=self.local_timeout)
+                query.send(cursor, **params)
+            return query.result(cursor)
+        except psycopg.errors.QueryCanceled as exc:
+            log.warning("slow statement %s: cancelled (%s)", query.name, _first_line(exc))
+            raise DatabaseTimeout(query.name, _first_line(exc)) from exc
         finally:
             if query.kind == ":many":
                 cursor.close()  # else its result would hold every listed row until the next statement
+
+    def _may_prepare(self, query, params):
+        """Whether psycopg may prepare `query` on this run: it prepares a statement on the run after
+        `prepare_threshold` runs, counting per text and parameter types. The same count here, by name
+        and the types the values are sent as; a miss only costs that run a second round trip."""
+        if self.prepare_threshold is None:
+            return False
+        runs = self.__dict__.setdefault("_runs", {})
+        key = (query.name, *map(_sent_as, params.values()))
+        count = runs.get(key, 0)
+        if count > self.prepare_threshold:
+            return False
+        runs[key] = count + 1
+        return True
+
+
+def _sent_as(value):
+    """The PostgreSQL type psycopg sends `value` as, as far as it varies for one Python type: an int
+    goes as int2, int4, int8 or numeric by its size."""
+    if type(value) is not int:
+        return type(value)
+    if -(2**15) <= value < 2**15:
+        return "int2"
+    if -(2**31) <= value < 2**31:
+        return "int4"
+    return "int8" if -(2**63) <= value < 2**63 else "numeric"
 
 
 def resolve_url(settings):
@@ -82,9 +141,19 @@ def connect_kwargs(settings):
         "row_factory": dict_row,
     }
     if not settings.pgbouncer and settings.statement_timeout_ms:
-        # A startup option costs no round trip; poolers reject it, so they get SET LOCAL instead.
+        # A startup option costs no round trip; poolers reject it, so there each statement sets it (run()).
         kwargs["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
     return kwargs
+
+
+def configure_for(settings):
+    """The pool's per-connection setup: behind a pooler, the timeout each statement sets for itself."""
+    local_timeout = str(settings.statement_timeout_ms) if settings.pgbouncer and settings.statement_timeout_ms else None
+
+    def configure(conn):
+        conn.local_timeout = local_timeout
+
+    return configure
 
 
 def make_pool(settings, url=None):
@@ -93,6 +162,7 @@ def make_pool(settings, url=None):
         url or resolve_url(settings),
         connection_class=PooledConnection,
         kwargs=connect_kwargs(settings),
+        configure=configure_for(settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
@@ -188,12 +258,10 @@ def connection():
         _Health.mark(False, _first_line(exc))
         raise DatabaseUnavailable(_first_line(exc)) from exc
     try:
-        if settings.pgbouncer and settings.statement_timeout_ms:
-            with conn.transaction():
-                QUERIES.set_statement_timeout.run(conn, timeout=str(settings.statement_timeout_ms))
-                yield conn
-        else:
-            yield conn
+        yield conn
+    except DatabaseTimeout:
+        _Health.mark(True)  # it answered, if slowly: a statement timeout is no outage
+        raise
     except psycopg.OperationalError as exc:
         retryable = exc.sqlstate in SERVER_ENDED_SESSION
         if not retryable:

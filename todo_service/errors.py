@@ -5,8 +5,8 @@ import logging
 from flask import Blueprint, g
 from werkzeug.exceptions import HTTPException
 
-from .dao import TaskNotFound
-from .db import DatabaseUnavailable
+from .dao import PreconditionFailed, TaskNotFound
+from .db import DatabaseTimeout, DatabaseUnavailable
 from .responses import json_response
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,22 @@ def handle_task_not_found(exc):
     return error_response(404, "TASK_NOT_FOUND", "No task with this id exists for this user.")
 
 
+@bp.app_errorhandler(PreconditionFailed)
+def handle_precondition_failed(exc):
+    detail = "The task has changed since you read it: its ETag matches no tag of If-Match. Read it again."
+    return error_response(412, "PRECONDITION_FAILED", detail, "If-Match")
+
+
 @bp.app_errorhandler(DatabaseUnavailable)
 def handle_database_unavailable(exc):
     detail = "The database is unavailable right now; retry in a few seconds."
     return error_response(503, "DATABASE_UNAVAILABLE", detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@bp.app_errorhandler(DatabaseTimeout)
+def handle_database_timeout(exc):
+    detail = "The database took too long to answer this request; retry in a few seconds."
+    return error_response(503, "DATABASE_TIMEOUT", detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 @bp.app_errorhandler(HTTPException)

@@ -18,6 +18,7 @@ ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and link: key, tup
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
 # that the limit counts what the cache really holds.
 EXACT_COPY_BELOW = 64 * 1024
+UNREAD = object()  # the version when the caller has not read it
 
 
 class ListCache:
@@ -50,14 +51,18 @@ def _entry_size(entry):
     return len(entry[1]) + len(entry[2] or "") + ENTRY_OVERHEAD
 
 
-def _kept(user_id, key, render):
-    """`render()`'s (body, link), or the one kept for `key` while the user's lists are unchanged."""
+def _kept(user_id, key, render, version=UNREAD):
+    """`render()`'s (body, link), or the one kept for `key` while the user's lists are unchanged.
+
+    `version`: the user's list version when the caller has read it already (None: no version known).
+    """
     cache = current_app.extensions["todo_lists"]
     if cache is None:
         return render()
     # The version is read before the rows, so the rows are at least as new as the version they
     # are kept under: a change committed in between makes the next read miss, never serve stale.
-    version = dao.list_version(user_id)
+    if version is UNREAD:
+        version = dao.list_version(user_id)
     if version is not None and (kept := cache.get(key, version)) is not None:
         return kept
     rendered = render()
@@ -66,20 +71,23 @@ def _kept(user_id, key, render):
     return rendered
 
 
-def list_json(user_id, status, sort, order):
-    """The user's tasks, filtered and ordered as asked, as JSON bytes."""
+def list_json(user_id, status, sort, order, version=UNREAD):
+    """The user's tasks, filtered and ordered as asked, as JSON bytes.
+
+    `version`: the user's list version when the caller has read it already (None: no version known).
+    """
     body, _ = _kept(user_id, (user_id, status, sort, order),
-                    lambda: (orjson.dumps(dao.list_tasks(user_id, status, sort, order)), None))
+                    lambda: (orjson.dumps(dao.list_tasks(user_id, status, sort, order)), None), version)
     return body
 
 
-def page_json(user_id, args, render):
+def page_json(user_id, args, render, version=UNREAD):
     """One page of a list: `render()`'s (JSON bytes, Link to the next page or None), kept under the whole query.
 
     `args` holds the validated status, sort, order, limit and cursor; together they name the page.
     """
     key = (user_id, args["status"], args["sort"], args["order"], args["limit"], args["cursor"])
-    return _kept(user_id, key, render)
+    return _kept(user_id, key, render, version)
 
 
 def init_app(app):

@@ -29,9 +29,43 @@ REQUEST_ID = {
 }
 
 
+# Entity tags as the service reads them, with Werkzeug (todo_service/conditional.py): `*` alone, or a
+# comma-separated list of tags, each perhaps weak (W/), quoted as RFC 9110 writes them or, leniently,
+# an unquoted token; empty list elements are allowed.
+_TAG = r'([Ww]/)?("[^"]*"|[^" \t,]+)'
+ETAG_LIST_PATTERN = rf'^[ \t]*(\*|(,[ \t]*)*{_TAG}([ \t]*,([ \t]*{_TAG})?)*)[ \t]*$'
+IF_NONE_MATCH = {
+    "name": "If-None-Match", "in": "header", "required": False,
+    "description": "Tags from earlier answers (ETag): 304 without a body when one is the current tag (weak "
+                   "comparison; `*` matches any). Werkzeug parses it: a value in which it finds no tag is 400.",
+    "schema": {"type": "string", "pattern": ETAG_LIST_PATTERN, "example": '"2026-11-26T13:29:37.123456Z"'},
+}
+IF_MATCH = {
+    "name": "If-Match", "in": "header", "required": False,
+    "description": "Change the task only if its current tag (ETag) is one of these (strong comparison; `*`: "
+                   "if it exists), decided by the statement that writes; otherwise 412 and nothing changes. "
+                   "A missing task stays 404. Werkzeug parses it: a value in which it finds no tag is 400.",
+    "schema": {"type": "string", "pattern": ETAG_LIST_PATTERN, "example": '"2026-11-26T13:29:37.123456Z"'},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Do this write at most once: a retry of the same request with the same key within "
+                   "IDEMPOTENCY_TTL_HOURS (24) gets the first answer again, byte for byte, with "
+                   "`Idempotent-Replayed: true`. 1-255 printable ASCII characters without spaces; per user.",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$", "example": "3f2b8c1e-6a1d-4c55-9a8e-0c7d2f1b9e47"},
+}
+RESPONSE_HEADERS = {
+    "ETag": {"description": "The strong entity tag of the task or list in this answer.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`private, no-cache` on GET answers, `no-store` on errors.",
+                      "schema": {"type": "string"}},
+    "Idempotent-Replayed": {"description": "`true` when this is the stored answer of an earlier request "
+                                           "with the same Idempotency-Key.", "schema": {"type": "string"}},
+}
+
+
 def _error(description, *extra_headers):
     headers = {"X-Request-ID": {"schema": {"type": "string"}}}
-    headers.update({name: {"schema": {"type": "string"}} for name in extra_headers})
+    headers.update({name: RESPONSE_HEADERS.get(name, {"schema": {"type": "string"}}) for name in extra_headers})
     return {"description": description, "headers": headers,
             "content": {"application/json": {"schema": "Error"}}}
 
@@ -53,8 +87,9 @@ COMMON = {
     "404": _error("No such route (NOT_FOUND), or no such task (TASK_NOT_FOUND)."),
     "400": _error("Invalid path value, query parameter or body field (VALIDATION_ERROR)."),
     "405": _error("Known path, other method (METHOD_NOT_ALLOWED).", "Allow"),
-    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE), or with authentication on, the auth "
-                  "server's key set cannot be fetched (AUTH_UNAVAILABLE).", "Retry-After"),
+    "503": _error("The database is unavailable (DATABASE_UNAVAILABLE) or too slow to answer (DATABASE_TIMEOUT), "
+                  "or with authentication on, the auth server's key set cannot be fetched (AUTH_UNAVAILABLE).",
+                  "Retry-After"),
     "500": _error("Unexpected error (INTERNAL_ERROR)."),
 }
 # With authentication on (AUTH_JWKS_URL or AUTH_JWT_SECRET), every /api/ request needs a bearer token.
@@ -82,14 +117,24 @@ NEXT_LINK = {
                                              '&cursor=AQEAMgAAAAAAABOJMjAyNi0xMS0yN1QwNzozNDoyMC44OTc5ODha'
                                              'S1pwQe1YZ49PHJClyC_gJA>; rel="next"'},
 }
+NOT_MODIFIED = {"304": _ok("Not modified: If-None-Match holds the current tag; no body.", None, "ETag",
+                           "Cache-Control")}
+PRECONDITION = {"412": _error("If-Match holds no current tag of the task (PRECONDITION_FAILED); nothing changed.")}
+KEYED = {
+    "409": _error("Another request with this Idempotency-Key is still in progress "
+                  "(IDEMPOTENCY_KEY_IN_PROGRESS); retry.", "Retry-After"),
+    "422": _error("This Idempotency-Key was used for another request (IDEMPOTENCY_KEY_REUSED), or the body "
+                  "is empty, malformed or not a JSON object (INVALID_JSON)."),
+}
 
 
-def _op(summary, responses, body=None, parameters=()):
+def _op(summary, responses, body=None, parameters=(), extra=None):
     operation = {"summary": summary, "parameters": [REQUEST_ID, *parameters],
                  "responses": {**responses, **COMMON}}
     if body is not None:
         operation["requestBody"] = _body(body)
         operation["responses"].update(WITH_BODY)
+    operation["responses"].update(extra or {})
     return operation
 
 
@@ -117,21 +162,27 @@ def build_spec(authenticated=False):
         spec.components.schema(name, schema=schema)
     spec.components.schemas["TaskUpdate"]["minProperties"] = 1  # at least one field
     task_list = {"type": "array", "items": TASK}
-    listed = _ok("The tasks, possibly []: all of them, or one page (limit, cursor).", task_list)
+    listed = _ok("The tasks, possibly []: all of them, or one page (limit, cursor).", task_list, "ETag",
+                 "Cache-Control")
     listed["headers"]["Link"] = NEXT_LINK
     spec.path("/api/{user_id}/tasks", parameters=[USER_ID], operations={
-        "get": _op("List the user's tasks, whole or a page at a time.", {"200": listed},
-                   parameters=[{"in": "query", "schema": schemas.ListQuerySchema}]),
-        "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location")}, body="TaskCreate"),
+        "get": _op("List the user's tasks, whole or a page at a time.", {"200": listed, **NOT_MODIFIED},
+                   parameters=[{"in": "query", "schema": schemas.ListQuerySchema}, IF_NONE_MATCH]),
+        "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location", "ETag", "Idempotent-Replayed")},
+                    body="TaskCreate", parameters=[IDEMPOTENCY_KEY], extra=KEYED),
     })
     spec.path("/api/{user_id}/tasks/{task_id}", parameters=[USER_ID, TASK_ID], operations={
-        "get": _op("Get one task.", {"200": _ok("The task.", TASK)}),
-        "put": _op("Update any of title, description, completed.", {"200": _ok("The updated task.", TASK)},
-                   body="TaskUpdate"),
-        "delete": _op("Delete a task.", {"204": _ok("Deleted; no body.")}),
+        "get": _op("Get one task.", {"200": _ok("The task.", TASK, "ETag", "Cache-Control"), **NOT_MODIFIED},
+                   parameters=[IF_NONE_MATCH]),
+        "put": _op("Update any of title, description, completed.",
+                   {"200": _ok("The updated task.", TASK, "ETag")}, body="TaskUpdate", parameters=[IF_MATCH],
+                   extra=PRECONDITION),
+        "delete": _op("Delete a task.", {"204": _ok("Deleted; no body.")}, parameters=[IF_MATCH], extra=PRECONDITION),
     })
     spec.path("/api/{user_id}/tasks/{task_id}/complete", parameters=[USER_ID, TASK_ID], operations={
-        "patch": _op("Flip the task's completed flag.", {"200": _ok("The task, flipped.", TASK)}),
+        "patch": _op("Flip the task's completed flag.",
+                     {"200": _ok("The task, flipped.", TASK, "ETag", "Idempotent-Replayed")},
+                     parameters=[IF_MATCH, IDEMPOTENCY_KEY], extra={**PRECONDITION, **KEYED}),
     })
     spec.path("/healthz", operations={"get": {"summary": "Liveness; never touches the database.",
                                               "responses": {"200": _ok("Alive.", "Health")}}})

@@ -33,7 +33,6 @@ from flask import current_app, request
 
 from . import dao, listcache
 from .errors import validation_error
-from .responses import json_bytes_response
 from .schemas import CURSOR_MESSAGE, PAGE_LIMIT_MAX
 
 KEY_PURPOSE = "list_cursor"
@@ -131,18 +130,17 @@ def next_link(args, cursor):
     return f'<{quote(request.script_root + request.path)}?{query}>; rel="next"'
 
 
-def page_response(user_id, args):
-    """One page of the list `args` asks for (it holds a limit, a cursor or both), with its Link."""
+def renderer(user_id, args):
+    """`render(version)` -> (JSON, Link or None) of the page `args` asks for (a limit, a cursor or both).
+
+    The cursor is checked here, before anything is read: a bad one is 400 naming `cursor`.
+    """
     after = None
     if args["cursor"] is not None:
         after, cursor_limit = open_cursor(user_id, args)
         if args["limit"] is None:
             args["limit"] = cursor_limit
-    body, link = listcache.page_json(user_id, args, lambda: read_page(user_id, args, after))
-    response = json_bytes_response(body)
-    if link is not None:
-        response.headers["Link"] = link
-    return response
+    return lambda version: listcache.page_json(user_id, args, lambda: read_page(user_id, args, after), version)
 
 
 def init_app(app):

@@ -44,9 +44,17 @@ class Query:
 
         Returns what the kind says: a row, a list of rows, a row count or None.
         """
+        return self.result(self.send(conn, **params))
+
+    def send(self, conn, **params):
+        """Execute with exactly the declared parameters; returns the cursor. In a pipeline, the result
+        is there once the pipeline is synced."""
         if params.keys() != self.params:
             raise TypeError(f"{self.name} takes {sorted(self.params)}, got {sorted(params)}")
-        cur = conn.execute(self.sql, params or None)
+        return conn.execute(self.sql, params or None)
+
+    def result(self, cur):
+        """What the kind says the executed statement on `cur` returns."""
         if self.kind == ":one":
             return cur.fetchone()
         if self.kind == ":many":

@@ -5,6 +5,7 @@ Also the helpers the vet and plan tests share: prepare a statement as written, e
 
 import re
 import sys
+from datetime import timedelta
 
 import psycopg
 from psycopg import sql
@@ -24,11 +25,14 @@ TOTAL_ROWS = 1_000_000
 BIG_USER_ROWS = TOTAL_ROWS // 10
 PLAN_DATABASE = "todo_plan"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_", "get_list_version")
+TOTAL_KEYS = 200_000
+API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_", "get_list_version",
+                "create_task_once", "get_idempotency_answer", "delete_expired_idempotency_key",
+                "purge_idempotency_keys")
 
 
 def api_statements():
-    """Names of the statements the plan checks cover: list, get, update, toggle, delete."""
+    """Names of the statements the plan checks cover: list, get, update, toggle, delete, idempotency keys."""
     return sorted(name for name in QUERIES if name.startswith(API_PREFIXES))
 
 
@@ -94,14 +98,27 @@ def seed_large_dataset(url):
     with psycopg.connect(url, autocommit=True) as conn:
         QUERIES.seed_plan_dataset.run(conn, big_user=BIG_USER, total=TOTAL_ROWS)
         conn.execute("VACUUM ANALYZE tasks")
+    seed_idempotency_keys(url)
+
+
+def seed_idempotency_keys(url):
+    """The plan data set's idempotency keys, unless it has them already (it predates migration 0006)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT NOT EXISTS (SELECT FROM idempotency_keys)").fetchone()[0]:
+            QUERIES.seed_plan_idempotency_keys.run(conn, total=TOTAL_KEYS)
+            conn.execute("VACUUM ANALYZE idempotency_keys")
 
 
 def sample_params(conn, query, user):
     """Realistic values for `query`: `user` and one of its tasks from the middle."""
     task_id = conn.execute("SELECT id FROM tasks WHERE user_id = %s ORDER BY id OFFSET 50 LIMIT 1",
                            (user,)).fetchone()[0]
+    key = conn.execute("SELECT idempotency_key FROM idempotency_keys WHERE user_id = %s LIMIT 1",
+                       (user,)).fetchone()
     values = {"user_id": user, "id": task_id, "completed": False, "title": "new title",
-              "description": None, "set_description": False}
+              "description": None, "set_description": False, "etags": ["2026-01-01T00:00:00.000000Z"],
+              "idempotency_key": key[0] if key else "new-key", "request_hash": b"\x00" * 32,
+              "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500}
     return {name: values[name] for name in query.params}
 
 
@@ -127,6 +144,7 @@ def ensure_plan_database(server_url):
     if not exists:
         print(f"seeding {TOTAL_ROWS:,} rows into {PLAN_DATABASE} (once; about a minute)", flush=True)
         seed_large_dataset(url)
+    seed_idempotency_keys(url)
     return url
 
 

@@ -4,10 +4,10 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.routing import BaseConverter
 
-from . import dao, listcache, paging
+from . import conditional, dao, idempotency, listcache, paging
 from .errors import validation_error
 from .jsonbody import json_object
-from .responses import json_bytes_response, json_response, no_content
+from .responses import no_content
 from .schemas import LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user:user_id>/tasks")
@@ -58,44 +58,52 @@ def validate_user_id():
 
 @bp.get("")
 def list_tasks():
-    """List the user's tasks: all of them, or one page when a limit or cursor is given."""
+    """List the user's tasks, whole or one page (limit, cursor); 304 when If-None-Match holds its tag."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
     if args["limit"] is not None or args["cursor"] is not None:
-        return paging.page_response(g.user_id, args)
-    return json_bytes_response(listcache.list_json(g.user_id, args["status"], args["sort"], args["order"]))
+        render = paging.renderer(g.user_id, args)  # a bad cursor is 400 here, before any tag is weighed
+    else:
+        status, sort, order = args["status"], args["sort"], args["order"]
+        render = lambda version: (listcache.list_json(g.user_id, status, sort, order, version), None)  # noqa: E731
+    return conditional.list_response(g.user_id, args, render)
 
 
 @bp.post("")
 def create_task():
-    """Create a task."""
+    """Create a task; with an Idempotency-Key, at most once per key."""
     data = _load(TASK_CREATE.load, json_object())
+    if (key := idempotency.key()) is not None:
+        return idempotency.create_task(key, g.user_id, data, f"{request.path}/")
     row = dao.create_task(g.user_id, data["title"], data["description"], data["completed"])
-    location = f"{request.path}/{row['id']}"
-    return json_response(row, 201, {"Location": location})
+    return conditional.task_response(row, 201, {"Location": f"{request.path}/{row['id']}"})
 
 
 @bp.get("/<task_id>")
 def get_task(task_id):
-    """Get one task."""
-    return json_response(dao.get_task(g.user_id, _task_id(task_id)))
+    """Get one task (304 when If-None-Match holds its current tag)."""
+    task_id, tags = _task_id(task_id), conditional.if_none_match()
+    return conditional.get_task_response(dao.get_task(g.user_id, task_id), tags)
 
 
 @bp.put("/<task_id>")
 def update_task(task_id):
-    """Update any of a task's title, description and completed."""
+    """Update any of a task's title, description and completed (with If-Match: only if unchanged)."""
     task_id = _task_id(task_id)
     changes = _load(TASK_UPDATE.load, json_object())
-    return json_response(dao.update_task(g.user_id, task_id, changes))
+    return conditional.task_response(dao.update_task(g.user_id, task_id, changes, conditional.if_match()))
 
 
 @bp.patch("/<task_id>/complete")
 def toggle_task(task_id):
-    """Flip a task's completed flag."""
-    return json_response(dao.toggle_task(g.user_id, _task_id(task_id)))
+    """Flip a task's completed flag (with If-Match: only if unchanged; with an Idempotency-Key: once)."""
+    task_id, etags = _task_id(task_id), conditional.if_match()
+    if (key := idempotency.key()) is not None:
+        return idempotency.toggle_task(key, g.user_id, task_id, etags)
+    return conditional.task_response(dao.toggle_task(g.user_id, task_id, etags))
 
 
 @bp.delete("/<task_id>")
 def delete_task(task_id):
-    """Delete a task."""
-    dao.delete_task(g.user_id, _task_id(task_id))
+    """Delete a task (with If-Match: only if unchanged)."""
+    dao.delete_task(g.user_id, _task_id(task_id), conditional.if_match())
     return no_content()

@@ -14,3 +14,20 @@ SELECT
     timestamptz '2026-01-01' + g * interval '1 second' AS created_at,
     timestamptz '2026-01-01' + g * interval '1 second' + mod(g, 977) * interval '1 minute' AS updated_at
 FROM generate_series(1, %(total)s::integer) AS g;
+
+-- name: seed_plan_idempotency_keys :execrows
+-- Idempotency keys for the plan data set: total keys over the same 9,000 users, their expiry
+-- spread over the day before and the day after now, so about half are due for the purge.
+-- params: total
+-- index: none (bulk insert)
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, status, body, location, etag, expires_at)
+SELECT
+    'user-' || mod(g, 9000) AS user_id,
+    md5(g::text) AS idempotency_key,
+    sha256(g::text::bytea) AS request_hash,
+    201 AS status,
+    convert_to('{"id":' || g || '}', 'UTF8') AS body,
+    '/api/user-' || mod(g, 9000) || '/tasks/' || g AS location,
+    '2026-01-01T00:00:00.000000Z' AS etag,
+    now() - interval '1 day' + mod(g * 7919, 172800) * interval '1 second' AS expires_at
+FROM generate_series(1, %(total)s::integer) AS g;

@@ -39,8 +39,9 @@ INSERT INTO schema_migrations (version, checksum)
 VALUES (%(version)s, %(checksum)s);
 
 -- name: set_statement_timeout :exec
--- Bound every statement of the current transaction; used behind a transaction-mode pooler,
--- where a session-level SET or a startup option would not stick.
+-- Bound the statement sent after it; used behind a transaction-mode pooler, where a session-level
+-- SET or a startup option would not stick. Sent in the same pipeline as that statement, before one
+-- Sync, so both run in one implicit transaction, in one round trip (todo_service/db.py).
 -- params: timeout
 -- index: none (no table read)
 SELECT set_config('statement_timeout', %(timeout)s, true);

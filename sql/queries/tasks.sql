@@ -57,6 +57,89 @@ RETURNING
 DELETE FROM tasks
 WHERE id = %(id)s AND user_id = %(user_id)s;
 
+-- Conditional writes (If-Match). etags: the client's strong tags; a task's tag is its updated_at
+-- as api_timestamp formats it, which moves forward with every change. The UPDATE or DELETE itself
+-- checks the tag on the row it locks, so no change can slip in between check and write; under
+-- concurrent writers of one tag exactly one succeeds. The select around it tells "no such task"
+-- (no row) from "tag did not match" (a row of NULLs, or deleted = false): it reads the task as it
+-- was when the statement started.
+
+-- name: update_task_if_match :one
+-- update_task, only when the task's current tag is one of etags.
+-- No row: no such task; id NULL: the task exists but its tag matched none.
+-- params: user_id, id, title, description, set_description, completed, etags
+-- index: tasks_pkey
+WITH changed AS (
+    UPDATE tasks
+    SET
+        title = coalesce(%(title)s::text, title),
+        description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE description END,
+        completed = coalesce(%(completed)s::boolean, completed)
+    WHERE
+        id = %(id)s
+        AND user_id = %(user_id)s
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
+    RETURNING
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+)
+
+SELECT
+    changed.id, changed.user_id, changed.title, changed.description, changed.completed,
+    changed.created_at, changed.updated_at
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN changed ON current_task.id = changed.id;
+
+-- name: toggle_task_if_match :one
+-- toggle_task, only when the task's current tag is one of etags.
+-- No row: no such task; id NULL: the task exists but its tag matched none.
+-- params: user_id, id, etags
+-- index: tasks_pkey
+WITH toggled AS (
+    UPDATE tasks
+    SET completed = NOT completed
+    WHERE
+        id = %(id)s
+        AND user_id = %(user_id)s
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
+    RETURNING
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+)
+
+SELECT
+    toggled.id, toggled.user_id, toggled.title, toggled.description, toggled.completed,
+    toggled.created_at, toggled.updated_at
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN toggled ON current_task.id = toggled.id;
+
+-- name: delete_task_if_match :one
+-- delete_task, only when the task's current tag is one of etags.
+-- No row: no such task; deleted false: the task exists but its tag matched none.
+-- params: user_id, id, etags
+-- index: tasks_pkey
+WITH removed AS (
+    DELETE FROM tasks
+    WHERE
+        id = %(id)s
+        AND user_id = %(user_id)s
+        AND api_timestamp(updated_at) = any(%(etags)s::text[])
+    RETURNING id
+)
+
+SELECT removed.id IS NOT null AS deleted
+FROM (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+) AS current_task
+LEFT JOIN removed ON current_task.id = removed.id;
+
 -- name: seed_tasks :execrows
 -- Demo data for `make seed`: count tasks for one user, every third one completed.
 -- params: user_id, count
