@@ -7,16 +7,18 @@ of the user's tasks) with a digest of the list's validated query arguments, so t
 queries never share a tag and arguments added later take part without a change here. Clients
 must treat tags as opaque.
 
-Werkzeug parses the headers (`request.if_match`, `request.if_none_match`), and its reading is the
-service's: it skips list elements it cannot read and takes an unquoted token for a tag, as many
-servers do for clients that forget the quotes. A header is malformed (400 naming it) when Werkzeug
-finds no tag at all in it: empty, only commas, an unterminated quote, junk after a quoted tag.
+Werkzeug parses the headers (`request.if_match`, `request.if_none_match`) once they pass the
+documented grammar (ETAG_LIST_PATTERN, also in the OpenAPI document), which takes an unquoted token
+for a tag, as many servers do for clients that forget the quotes. A value outside it (empty, only
+commas, an unterminated quote, junk after a quoted tag, a space inside a token) is 400 naming the
+header.
 `If-None-Match` is weighed on GET of a task or a list (weak comparison, `*` matches any current
 answer); `If-Match` on PUT, PATCH .../complete and DELETE (strong comparison, so weak tags never
 match; `*` means "if the task exists"), checked by the very SQL statement that writes.
 """
 
 import hashlib
+import re
 
 import orjson
 from flask import Response, request
@@ -25,6 +27,13 @@ from . import dao
 from .errors import validation_error
 from .responses import json_bytes_response, json_response
 
+# The header values the service accepts (documented as this pattern in the OpenAPI document): `*`
+# alone, or a comma-separated list of tags, each perhaps weak (W/), quoted as RFC 9110 writes them or,
+# leniently, an unquoted token; empty list elements are allowed. Anything else is 400; Werkzeug then
+# reads what passed.
+_TAG = r'([Ww]/)?("[^"]*"|[^" \t,]+)'
+ETAG_LIST_PATTERN = rf'^[ \t]*(\*|(,[ \t]*)*{_TAG}([ \t]*,([ \t]*{_TAG})?)*)[ \t]*$'
+ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
 GET_CACHE_CONTROL = "private, no-cache"  # per-user data: revalidate every time, never share
 ERROR_CACHE_CONTROL = "no-store"
 
@@ -34,7 +43,7 @@ def _parsed(header, attribute):
     if header not in request.headers:
         return None
     tags = getattr(request, attribute)
-    if not tags:
+    if not tags or not ETAG_LIST.match(request.headers[header]):
         raise validation_error(f"{header} must be '*' or a comma-separated list of quoted entity tags such as "
                                '"2026-11-26T13:29:37.123456Z".', header)
     return tags

@@ -6,7 +6,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app
 
-from . import schemas
+from . import conditional, schemas
 from .responses import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -29,11 +29,7 @@ REQUEST_ID = {
 }
 
 
-# Entity tags as the service reads them, with Werkzeug (todo_service/conditional.py): `*` alone, or a
-# comma-separated list of tags, each perhaps weak (W/), quoted as RFC 9110 writes them or, leniently,
-# an unquoted token; empty list elements are allowed.
-_TAG = r'([Ww]/)?("[^"]*"|[^" \t,]+)'
-ETAG_LIST_PATTERN = rf'^[ \t]*(\*|(,[ \t]*)*{_TAG}([ \t]*,([ \t]*{_TAG})?)*)[ \t]*$'
+ETAG_LIST_PATTERN = conditional.ETAG_LIST_PATTERN
 IF_NONE_MATCH = {
     "name": "If-None-Match", "in": "header", "required": False,
     "description": "Tags from earlier answers (ETag): 304 without a body when one is the current tag (weak "
