@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network clean
+.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,7 @@ endef
 
 test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer
 	$(call debian,pgbouncer)
+	$(call debian,chromium)
 	$(BIN)/pytest
 	TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
@@ -71,6 +72,11 @@ sql-lint: $(STAMP) ## sqlfluff on sql/, squawk on the migrations
 
 schema: $(STAMP) ## Regenerate sql/schema.sql from the migrations
 	$(BIN)/python -m todo_service.schemadump sql/schema.sql
+
+docs-screenshot: $(STAMP) ## Render /docs in Chromium (the browser test) and keep the picture as docs/api-docs.png
+	$(call debian,chromium)
+	$(BIN)/pytest -q tests/test_browser.py -k test_docs_authorize_box_takes_a_token_for_try_it_out
+	cp .data/test-logs/docs.png docs/api-docs.png
 
 clean: ## Remove the venv, caches and local database data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

@@ -54,6 +54,13 @@ def on_starting(server):
         sys.exit(1)
 
 
+def when_ready(server):
+    """Workers are starting: say in one line where the service listens and where its docs are."""
+    from todo_service.startup import announce
+
+    announce(server.cfg.address, _settings.docs_enabled)
+
+
 def on_exit(server):
     """After the last worker: stop the embedded PostgreSQL if this process started it."""
     embedded.stop()

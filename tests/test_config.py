@@ -16,6 +16,7 @@ def test_defaults():
     assert settings.pool_min_size <= settings.pool_max_size
     assert settings.reuse_port is True and settings.list_cache_mb == 16
     assert settings.idempotency_ttl_hours == 24
+    assert settings.docs_enabled is True and load_settings({"DOCS_ENABLED": "false"}).docs_enabled is False
 
 
 def test_overrides():
@@ -76,6 +77,7 @@ def test_migrations_may_use_a_direct_url():
     ({"IDEMPOTENCY_TTL_HOURS": "a day"}, "IDEMPOTENCY_TTL_HOURS"),
     ({"IDEMPOTENCY_TTL_HOURS": "0"}, "IDEMPOTENCY_TTL_HOURS"),
     ({"DATABASE_PGBOUNCER_PREPARED": "sometimes"}, "DATABASE_PGBOUNCER_PREPARED"),
+    ({"DOCS_ENABLED": "perhaps"}, "DOCS_ENABLED"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):

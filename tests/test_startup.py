@@ -1,5 +1,6 @@
 """Starting and stopping the real server: clear refusals, the embedded database, clean shutdown."""
 
+import logging
 import socket
 import time
 
@@ -11,6 +12,7 @@ from tests.conftest import SERVICE_ENV
 from tests.pgservers import PgCluster
 from tests.support import LiveServer, auth_headers, free_port
 from todo_service.migrate import migration_files
+from todo_service.startup import announce
 
 
 def failed_start(env, within=5.0):
@@ -175,3 +177,35 @@ def test_pending_migrations_are_named_when_not_applied_at_start(empty_database):
         assert server.stop() == 0
     with psycopg.connect(empty_database, prepare_threshold=None) as conn:
         assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None
+
+
+def startup_log(env):
+    """The log of a gunicorn that started with `env` and was stopped again."""
+    server = LiveServer({"WEB_CONCURRENCY": "1", "MIGRATE_ON_START": "false", "LOG_LEVEL": "info",
+                         **SERVICE_ENV, **env})
+    server.start()
+    assert server.stop() == 0
+    return server.log_path.read_text(), server.port
+
+
+def test_startup_log_names_the_url_and_the_docs_url_in_one_line(database_url):
+    log, port = startup_log({"DATABASE_URL": database_url})
+    lines = [line for line in log.splitlines() if f"http://127.0.0.1:{port}" in line]
+    assert len(lines) == 1, log
+    assert f"listening on http://127.0.0.1:{port}; API docs at http://127.0.0.1:{port}/docs" in lines[0]
+
+
+def test_startup_log_says_when_docs_are_off(database_url):
+    log, port = startup_log({"DATABASE_URL": database_url, "DOCS_ENABLED": "false"})
+    line = next(line for line in log.splitlines() if f"http://127.0.0.1:{port}" in line)
+    assert line.endswith(f"listening on http://127.0.0.1:{port}; API docs off (DOCS_ENABLED=false)")
+
+
+def test_the_line_names_ipv6_and_unix_socket_binds(caplog):
+    with caplog.at_level(logging.INFO, logger="todo_service.startup"):
+        announce([("::1", 8000), "/run/todo.sock"], docs_enabled=True)
+        announce(["/run/todo.sock"], docs_enabled=True)
+    assert [record.getMessage() for record in caplog.records] == [
+        "listening on http://[::1]:8000, unix:/run/todo.sock; API docs at http://[::1]:8000/docs",
+        "listening on unix:/run/todo.sock; API docs at /docs",
+    ]

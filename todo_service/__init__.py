@@ -8,6 +8,7 @@ from . import (
     conditional,
     cors,
     db,
+    docs,
     errors,
     health,
     idempotency,
@@ -44,6 +45,7 @@ def create_app(test_config=None):
     app.before_request(middleware.check_path)
     cli.init_app(app)
     openapi.init_app(app)
+    docs.init_app(app)
     app.register_blueprint(errors.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)

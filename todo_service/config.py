@@ -136,6 +136,7 @@ class Settings:
     reuse_port: bool
     list_cache_mb: float
     idempotency_ttl_hours: float
+    docs_enabled: bool = True
     auth_jwks_url: str | None = None
     auth_jwt_secret: str | None = field(default=None, repr=False)
     auth_issuer: str | None = None
@@ -198,6 +199,7 @@ def load_settings(env=None):
         threads=threads,
         reuse_port=_bool(env, "GUNICORN_REUSE_PORT", True),
         list_cache_mb=_float(env, "LIST_CACHE_MB", 16.0, 0, 4096),
+        docs_enabled=_bool(env, "DOCS_ENABLED", True),
         auth_jwks_url=_http_url(env, "AUTH_JWKS_URL"),
         auth_jwt_secret=_secret(env, "AUTH_JWT_SECRET", 32),
         auth_issuer=_raw(env, "AUTH_ISSUER", None),

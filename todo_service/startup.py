@@ -123,6 +123,30 @@ def prefetch_keys(settings):
         log.warning("auth: requests with tokens will answer 503 AUTH_UNAVAILABLE until the key set can be fetched")
 
 
+def service_url(address):
+    """The URL a gunicorn bind address is reached at: http://host:port, or unix:/path."""
+    if isinstance(address, tuple):
+        host, port = address[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"fd://{address}" if isinstance(address, int) else f"unix:{address}"
+
+
+def announce(addresses, docs_enabled):
+    """Log where the service listens and where its docs are, in one line.
+
+    gunicorn's own "Listening at:" line names no address when each worker opens its own socket.
+    """
+    urls = [service_url(address) for address in addresses]
+    web = next((url for url in urls if url.startswith("http")), None)
+    if not docs_enabled:
+        docs = "API docs off (DOCS_ENABLED=false)"
+    elif web is None:
+        docs = "API docs at /docs"
+    else:
+        docs = f"API docs at {web}/docs"
+    log.info("listening on %s; %s", ", ".join(urls), docs)
+
+
 def prepare_service(addresses=()):
     """Settings, authentication mode, database choice, reachability and migrations; returns the settings."""
     try:
