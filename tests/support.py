@@ -76,6 +76,18 @@ def wait_for_lock_wait(sql_conn, thread):
         time.sleep(0.01)
 
 
+def count_calls(monkeypatch, owner, name):
+    """The arguments of every call of `owner.name` from now on; the real function still runs."""
+    calls, real = [], getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

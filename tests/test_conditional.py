@@ -8,7 +8,7 @@ import pytest
 import requests
 from requests.utils import parse_header_links
 
-from tests.support import auth_headers, wait_for_lock_wait
+from tests.support import auth_headers, count_calls, wait_for_lock_wait
 from tests.test_tasks_api import create
 from todo_service import conditional, dao, listcache
 
@@ -37,15 +37,7 @@ def statements(monkeypatch):
 @pytest.fixture
 def renders(monkeypatch):
     """Counts the lists rendered (read from the database or the kept lists, then encoded)."""
-    counted = []
-    real = listcache.list_json
-
-    def counting(*args):
-        counted.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(listcache, "list_json", counting)
-    return counted
+    return count_calls(monkeypatch, listcache, "list_json")
 
 
 # --- ETag on every answer that carries a task ------------------------------------------------------

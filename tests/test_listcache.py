@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import settings_for
-from tests.support import auth_headers, path_user
+from tests.support import auth_headers, count_calls, path_user
 from tests.test_tasks_api import create
 from todo_service import create_app, dao, db
 from todo_service.listcache import ENTRY_OVERHEAD, ListCache
@@ -30,15 +30,7 @@ def listed(client, user="keeper"):
 @pytest.fixture
 def reads(monkeypatch):
     """Counts the lists read from the database (the real reads, only counted)."""
-    counted = []
-    real = dao.list_tasks
-
-    def counting(*args):
-        counted.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(dao, "list_tasks", counting)
-    return counted
+    return count_calls(monkeypatch, dao, "list_tasks")
 
 
 def test_an_unchanged_list_is_served_without_reading_the_tasks_again(client, reads):
