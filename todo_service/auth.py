@@ -167,8 +167,6 @@ def _verify(verifier, token):
 
 def describe(settings):
     """The mode in force, for the startup log; never the secret."""
-    if not settings.auth_enabled:
-        return None
     jwks = urlsplit(settings.auth_jwks_url).netloc if settings.auth_jwks_url else "none"
     return (f"authentication on: JWKS host {jwks}, HS256 secret {'yes' if settings.auth_jwt_secret else 'no'}, "
             f"issuer {settings.auth_issuer or 'any'}, audience {settings.auth_audience or 'any'}, "
@@ -194,6 +192,6 @@ def init_app(app):
     keyset = KeySet(settings.auth_jwks_url, **app.config.get("AUTH_KEYSET_TIMINGS", {})) \
         if settings.auth_jwks_url else None
     if keyset is not None:
-        keyset.prefetch(background=True)  # this worker's keys, before its first request needs them
+        keyset.prefetch()  # this worker's keys, before its first request needs them
     app.extensions["todo_auth"] = Verifier(settings, keyset)
     app.before_request(authenticate)

@@ -102,7 +102,8 @@ class KeySet:
         except (PyJWKClientError, ValueError, FetchTimeout) as exc:
             if not self._failed:
                 reason = str(exc) or f"no answer within {self.timeout:g} s"
-                log.error("auth: cannot fetch the key set from %s: %s", self.host, reason)
+                log.error("auth: cannot fetch the key set from %s: %s; tokens whose key is not kept answer "
+                          "503 AUTH_UNAVAILABLE until it can", self.host, reason)
             self._failed = True
             return
         if self._failed:
@@ -124,12 +125,7 @@ class KeySet:
         finally:
             self._refreshing.release()
 
-    def prefetch(self, background=False):
-        """Fetch once now (or on a thread); True when the set was fetched."""
-        if background:
-            self._refreshing.acquire()
-            threading.Thread(target=self._refresh, name="jwks-prefetch", daemon=True).start()
-            return None
-        with self._fetch_lock:
-            self._fetch()
-        return not self._failed
+    def prefetch(self):
+        """Fetch the set on a thread now, before the first request needs it."""
+        self._refreshing.acquire()
+        threading.Thread(target=self._refresh, name="jwks-prefetch", daemon=True).start()

@@ -131,10 +131,14 @@ def next_link(args, cursor):
 
 
 def renderer(user_id, args):
-    """`render(version)` -> (JSON, Link or None) of the page `args` asks for (a limit, a cursor or both).
+    """`render(version)` -> (JSON, Link or None) of what `args` asks for: the whole list, or with a
+    limit, a cursor or both, one page.
 
     The cursor is checked here, before anything is read: a bad one is 400 naming `cursor`.
     """
+    if args["limit"] is None and args["cursor"] is None:
+        status, sort, order = args["status"], args["sort"], args["order"]
+        return lambda version: (listcache.list_json(user_id, status, sort, order, version), None)
     after = None
     if args["cursor"] is not None:
         after, cursor_limit = open_cursor(user_id, args)

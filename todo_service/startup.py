@@ -11,7 +11,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import auth, embedded
 from .config import ConfigError, load_settings
-from .jwks import KeySet
 from .migrate import MigrationError, migrate, pending
 
 log = logging.getLogger("todo_service.startup")
@@ -110,17 +109,12 @@ def check_exposure(settings, addresses=()):
                 "user's tasks", ", AUTH_DISABLED=true" if settings.auth_disabled else "")
 
 
-def prefetch_keys(settings):
-    """Fetch the key set once, so an unreachable auth server shows in the startup log (not fatal)."""
-    url = settings.auth_jwks_url
-    if url is None:
-        return
-    parts = urlsplit(url)
+def check_key_set_url(settings):
+    """Warn about a key set fetched in plain http from another host (each worker fetches it at start)."""
+    parts = urlsplit(settings.auth_jwks_url or "")
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         log.warning("auth: AUTH_JWKS_URL is plain http on another host; use https, or anyone on the path "
                     "can hand the service signing keys")
-    if not KeySet(url).prefetch():
-        log.warning("auth: requests with tokens will answer 503 AUTH_UNAVAILABLE until the key set can be fetched")
 
 
 def service_url(address):
@@ -154,7 +148,7 @@ def prepare_service(addresses=()):
     except ConfigError as exc:
         raise StartupError(f"configuration: {exc}") from None
     check_exposure(settings, addresses)
-    prefetch_keys(settings)
+    check_key_set_url(settings)
     url = settings.database_url
     if url is None:
         url = embedded.start(settings.data_dir)

@@ -4,7 +4,7 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.routing import BaseConverter
 
-from . import conditional, dao, idempotency, listcache, paging
+from . import conditional, dao, idempotency, paging
 from .errors import validation_error
 from .jsonbody import json_object
 from .responses import no_content
@@ -60,11 +60,7 @@ def validate_user_id():
 def list_tasks():
     """List the user's tasks, whole or one page (limit, cursor); 304 when If-None-Match holds its tag."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
-    if args["limit"] is not None or args["cursor"] is not None:
-        render = paging.renderer(g.user_id, args)  # a bad cursor is 400 here, before any tag is weighed
-    else:
-        status, sort, order = args["status"], args["sort"], args["order"]
-        render = lambda version: (listcache.list_json(g.user_id, status, sort, order, version), None)  # noqa: E731
+    render = paging.renderer(g.user_id, args)  # a bad cursor is 400 here, before any tag is weighed
     return conditional.list_response(g.user_id, args, render)
 
 
