@@ -22,54 +22,6 @@ CREATE FUNCTION public.api_timestamp(ts timestamp with time zone) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN to_char((ts AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text);
 
---
--- Name: bump_task_list_versions(text[]); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.bump_task_list_versions(user_ids text[]) RETURNS void
-    LANGUAGE sql
-    AS $$
-    INSERT INTO task_list_versions AS v (user_id, version)
-    SELECT changed.user_id, gen_random_uuid() AS version
-    FROM (SELECT DISTINCT unnest(user_ids) AS user_id) AS changed
-    ORDER BY changed.user_id
-    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version;
-$$;
-
---
--- Name: tasks_bump_list_versions(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.tasks_bump_list_versions() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM new_rows));
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM old_rows));
-    ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM bump_task_list_versions(ARRAY(SELECT user_id FROM old_rows UNION SELECT user_id FROM new_rows));
-    ELSE
-        DELETE FROM task_list_versions;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
---
--- Name: tasks_touch_updated_at(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.tasks_touch_updated_at() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at + interval '1 microsecond');
-    RETURN NEW;
-END;
-$$;
-
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -107,7 +59,21 @@ CREATE TABLE public.signing_keys (
 
 CREATE TABLE public.task_list_versions (
     user_id text NOT NULL,
-    version uuid NOT NULL
+    version uuid NOT NULL,
+    seq bigint DEFAULT 0 NOT NULL,
+    task_count bigint DEFAULT 0 NOT NULL,
+    purged_seq bigint DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: task_tombstones; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.task_tombstones (
+    user_id text NOT NULL,
+    seq bigint NOT NULL,
+    task_id bigint NOT NULL,
+    deleted_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 --
@@ -122,6 +88,7 @@ CREATE TABLE public.tasks (
     completed boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    change_seq bigint DEFAULT 0 NOT NULL,
     CONSTRAINT tasks_description_length CHECK ((char_length(description) <= 1000)),
     CONSTRAINT tasks_title_length CHECK (((char_length(title) >= 1) AND (char_length(title) <= 200))),
     CONSTRAINT tasks_user_id_length CHECK (((char_length(user_id) >= 1) AND (char_length(user_id) <= 128)))
@@ -162,17 +129,36 @@ ALTER TABLE ONLY public.task_list_versions
     ADD CONSTRAINT task_list_versions_pkey PRIMARY KEY (user_id);
 
 --
+-- Name: task_tombstones task_tombstones_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.task_tombstones
+    ADD CONSTRAINT task_tombstones_pkey PRIMARY KEY (user_id, seq, task_id);
+
+--
 -- Name: tasks tasks_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.tasks
-    ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT tasks_pkey PRIMARY KEY (user_id, id);
 
 --
 -- Name: idempotency_keys_expires_idx; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX idempotency_keys_expires_idx ON public.idempotency_keys USING btree (expires_at);
+
+--
+-- Name: task_tombstones_deleted_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX task_tombstones_deleted_idx ON public.task_tombstones USING btree (deleted_at);
+
+--
+-- Name: tasks_user_change_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tasks_user_change_idx ON public.tasks USING btree (user_id, change_seq, id);
 
 --
 -- Name: tasks_user_created_idx; Type: INDEX; Schema: public; Owner: -
@@ -209,36 +195,6 @@ CREATE INDEX tasks_user_title_idx ON public.tasks USING btree (user_id, lower(ti
 --
 
 CREATE INDEX tasks_user_updated_idx ON public.tasks USING btree (user_id, updated_at, id);
-
---
--- Name: tasks tasks_list_version_delete; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER tasks_list_version_delete AFTER DELETE ON public.tasks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
-
---
--- Name: tasks tasks_list_version_insert; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER tasks_list_version_insert AFTER INSERT ON public.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
-
---
--- Name: tasks tasks_list_version_truncate; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER tasks_list_version_truncate AFTER TRUNCATE ON public.tasks FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
-
---
--- Name: tasks tasks_list_version_update; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER tasks_list_version_update AFTER UPDATE ON public.tasks REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.tasks_bump_list_versions();
-
---
--- Name: tasks tasks_touch_updated_at; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER tasks_touch_updated_at BEFORE UPDATE ON public.tasks FOR EACH ROW EXECUTE FUNCTION public.tasks_touch_updated_at();
 
 --
 -- PostgreSQL database dump complete

@@ -65,8 +65,8 @@ def sql_conn(database_url):
 
 @pytest.fixture
 def clean_db(sql_conn):
-    """Start from empty tasks and idempotency keys."""
-    sql_conn.execute("TRUNCATE tasks, idempotency_keys")
+    """Start from empty tasks, idempotency keys, head rows and tombstones."""
+    sql_conn.execute("TRUNCATE tasks, idempotency_keys, task_list_versions, task_tombstones")
 
 
 def settings_for(database_url, **overrides):

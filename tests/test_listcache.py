@@ -13,6 +13,7 @@ from tests.test_tasks_api import create
 from todo_service import create_app, dao, db
 from todo_service.listcache import ENTRY_OVERHEAD, ListCache
 from todo_service.migrate import MIGRATION_DIR, migrate
+from todo_service.queries import QUERIES
 
 
 def titles(client, user="keeper", query=""):
@@ -63,16 +64,27 @@ def test_every_change_through_the_api_shows_in_the_next_list(client):
     assert titles(client, query="?status=pending") == ["two"]
 
 
-def test_changes_made_directly_in_sql_show_too(client, sql_conn):
+def write(conn, statement, user="keeper", **params):
+    """Run one of the service's own write statements on `conn`, as another worker or instance would."""
+    defaults = {"title": None, "description": None, "set_description": False, "completed": None}
+    wanted = QUERIES[statement].params
+    values = {"user_id": user, "max_tasks": 10_000, **defaults, **params}
+    values = {k: v for k, v in values.items() if k in wanted}
+    if statement == "create_task":
+        values["completed"] = bool(values["completed"])
+    return QUERIES[statement].run(conn, **values)
+
+
+def test_changes_made_by_another_process_show_too(client, sql_conn):
     task = create(client, user="keeper", title="one")
     assert titles(client) == titles(client) == ["one"]
-    sql_conn.execute("INSERT INTO tasks (user_id, title) VALUES ('keeper', 'from sql')")
-    assert titles(client) == ["from sql", "one"]
-    sql_conn.execute("UPDATE tasks SET title = 'renamed' WHERE id = %s", (task["id"],))
-    assert titles(client) == ["from sql", "renamed"]
-    sql_conn.execute("DELETE FROM tasks WHERE title = 'from sql'")
+    other = write(sql_conn, "create_task", title="from elsewhere")
+    assert titles(client) == ["from elsewhere", "one"]
+    write(sql_conn, "update_task", id=task["id"], title="renamed")
+    assert titles(client) == ["from elsewhere", "renamed"]
+    write(sql_conn, "delete_task", id=other["id"])
     assert titles(client) == ["renamed"]
-    sql_conn.execute("TRUNCATE tasks")
+    sql_conn.execute("TRUNCATE tasks, task_list_versions, task_tombstones")  # as clean_db does
     assert titles(client) == []
     create(client, user="keeper", title="after truncate")
     assert titles(client) == titles(client) == ["after truncate"]
@@ -82,7 +94,7 @@ def test_a_change_in_an_open_transaction_shows_only_once_committed(client, datab
     create(client, user="keeper", title="one")
     assert titles(client) == ["one"]
     with psycopg.connect(database_url) as conn:
-        conn.execute("INSERT INTO tasks (user_id, title) VALUES ('keeper', 'pending commit')")
+        write(conn, "create_task", title="pending commit")
         assert titles(client) == ["one"]
     assert titles(client) == ["one", "pending commit"]
 
@@ -206,23 +218,49 @@ def test_migration_gives_existing_users_a_version(empty_database, tmp_path):
     assert rows == [("bird",), ("early",)]
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO tasks (user_id, title) VALUES ('keeper', 'x')",
-    "UPDATE tasks SET completed = NOT completed WHERE user_id = 'keeper'",
-    "DELETE FROM tasks WHERE user_id = 'keeper'",
-])
-def test_each_kind_of_change_moves_the_version(client, sql_conn, statement):
-    create(client, user="keeper", title="one")
-    version = "SELECT version FROM task_list_versions WHERE user_id = 'keeper'"
-    before = sql_conn.execute(version).fetchone()["version"]
-    sql_conn.execute(statement)
-    assert sql_conn.execute(version).fetchone()["version"] != before
+WRITES = {  # every write statement of the service -> its parameters besides the user's
+    "create_task": {"title": "x"},
+    "update_task": {"title": "y"},
+    "toggle_task": {},
+    "delete_task": {},
+    "update_task_if_match": {"title": "y", "etags": ["*"]},
+    "toggle_task_if_match": {"etags": ["*"]},
+    "delete_task_if_match": {"etags": ["*"]},
+    "create_task_once": {"idempotency_key": "k1", "request_hash": b"h", "title": "x", "description": None,
+                         "completed": False, "location_prefix": "/x/", "ttl": "1 hour"},
+    "toggle_task_once": {"idempotency_key": "k2", "request_hash": b"h", "etags": None, "ttl": "1 hour"},
+    "seed_tasks": {"count": 3},
+}
 
 
-def test_moving_a_task_to_another_user_moves_both_versions(client, sql_conn):
+def test_every_write_statement_is_covered():
+    writes = {name for name, query in QUERIES.items()
+              if name not in ("seed_plan_dataset", "seed_plan_idempotency_keys", "seed_plan_tombstones")
+              and any(word in query.sql for word in ("INSERT INTO tasks", "UPDATE tasks", "DELETE FROM tasks"))}
+    assert writes == set(WRITES)
+
+
+@pytest.mark.parametrize("statement", sorted(WRITES))
+def test_each_write_statement_moves_the_version_and_the_seq(client, sql_conn, statement):
     task = create(client, user="keeper", title="one")
-    create(client, user="other", title="theirs")
-    assert titles(client, user="keeper") == ["one"] and titles(client, user="other") == ["theirs"]
-    sql_conn.execute("UPDATE tasks SET user_id = 'other' WHERE id = %s", (task["id"],))
-    assert titles(client, user="keeper") == []
-    assert titles(client, user="other") == ["one", "theirs"]
+    params = dict(WRITES[statement])
+    if "etags" in params and params["etags"] == ["*"]:
+        params["etags"] = [task["updated_at"]]
+    if "id" in QUERIES[statement].params:
+        params["id"] = task["id"]
+    head = "SELECT version, seq, task_count FROM task_list_versions WHERE user_id = 'keeper'"
+    before = sql_conn.execute(head).fetchone()
+    write(sql_conn, statement, **params)
+    after = sql_conn.execute(head).fetchone()
+    assert after["version"] != before["version"] and after["seq"] == before["seq"] + 1
+    count = sql_conn.execute("SELECT count(*) AS n FROM tasks WHERE user_id = 'keeper'").fetchone()["n"]
+    assert after["task_count"] == count
+
+
+@pytest.mark.parametrize("statement", ["update_task", "toggle_task", "delete_task"])
+def test_a_write_that_finds_no_task_leaves_the_head_row_alone(client, sql_conn, statement):
+    create(client, user="keeper", title="one")
+    head = "SELECT version, seq, task_count FROM task_list_versions WHERE user_id = 'keeper'"
+    before = sql_conn.execute(head).fetchone()
+    assert write(sql_conn, statement, id=10**12) in (None, 0)
+    assert sql_conn.execute(head).fetchone() == before

@@ -37,7 +37,12 @@ from todo_service.sqlplan import (
 COST_BUDGET = {name: (20, 20) if not name.startswith("list_tasks_") else (400, 25_000) for name in api_statements()}
 # The purge deletes a batch of 500 keys: about 2 units per key, found through the expiry index.
 COST_BUDGET["purge_idempotency_keys"] = (1_500, 1_500)
-TABLES = {"tasks", "idempotency_keys"}
+# The tombstone purge: a batch of 500 through the deletion-time index, and the head rows it raises.
+COST_BUDGET["purge_tombstones"] = (3_000, 3_000)
+# The change feed: the user's changes after a position, through the change index and the tombstones'
+# key, at most row_limit (101) of each, merged; for a small delta, only its own rows.
+COST_BUDGET["list_changes"] = (150, 150)
+TABLES = {"tasks", "idempotency_keys", "task_tombstones", "task_list_versions"}
 CASES = {  # case -> (user or None for the generic plan, which budget)
     "typical": (TYPICAL_USER, 0),
     "generic": (None, 0),
@@ -76,6 +81,7 @@ def test_statement_reads_through_its_index_within_budget(big_db, name, case):
     seq = [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") in TABLES]
     assert not seq, f"{where}: reads {seq[0]['Relation Name'] if seq else ''} with a sequential scan; plan:\n{shown}"
     used = {n["Index Name"] for n in nodes if "Index Name" in n}
+    used |= {index for n in nodes for index in n.get("Conflict Arbiter Indexes", ())}  # an upsert's key
     for expected in re.findall(r"\b\w+_(?:pkey|idx)\b", query.index):  # every index its header names
         assert expected in used, f"{where}: should use {expected} (its header) but uses {sorted(used)}:\n{shown}"
     budget = COST_BUDGET[name][budget_kind]

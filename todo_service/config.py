@@ -144,6 +144,9 @@ class Settings:
     auth_user_claim: str = "sub"
     auth_leeway_seconds: int = 30
     auth_disabled: bool = False
+    max_tasks_per_user: int = 10_000
+    sync_tombstone_days: float = 30.0
+    sync_max_waiters: int = 64
 
     @property
     def auth_enabled(self):
@@ -208,4 +211,7 @@ def load_settings(env=None):
         auth_leeway_seconds=_int(env, "AUTH_LEEWAY_SECONDS", 30, 0, 3600),
         auth_disabled=_bool(env, "AUTH_DISABLED", False),
         idempotency_ttl_hours=_float(env, "IDEMPOTENCY_TTL_HOURS", 24.0, 0.001, 8760),
+        max_tasks_per_user=_int(env, "MAX_TASKS_PER_USER", 10_000, 1, 10_000_000),
+        sync_tombstone_days=_float(env, "SYNC_TOMBSTONE_DAYS", 30.0, 0.00001, 3650),
+        sync_max_waiters=_int(env, "SYNC_MAX_WAITERS", 64, 0, 10_000),
     )

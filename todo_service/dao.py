@@ -2,6 +2,8 @@
 
 from itertools import product
 
+from flask import current_app
+
 from .db import run
 from .queries import QUERIES
 
@@ -31,6 +33,19 @@ class TaskNotFound(LookupError):
 
 class PreconditionFailed(Exception):
     """The task exists, but its current tag is none of those If-Match asked for; nothing changed."""
+
+
+class QuotaExceeded(Exception):
+    """The user has MAX_TASKS_PER_USER tasks already; nothing was created."""
+
+    def __init__(self, limit):
+        super().__init__(limit)
+        self.limit = limit
+
+
+def max_tasks():
+    """MAX_TASKS_PER_USER: the create statements refuse a task past it, atomically."""
+    return current_app.config["SETTINGS"].max_tasks_per_user
 
 
 def _found(row):
@@ -77,8 +92,13 @@ def list_version(user_id):
 
 
 def create_task(user_id, title, description, completed):
-    """Insert a task and return it as stored."""
-    return run("create_task", user_id=user_id, title=title, description=description, completed=completed)
+    """Insert a task and return it as stored; QuotaExceeded when the user holds MAX_TASKS_PER_USER."""
+    limit = max_tasks()
+    row = run("create_task", user_id=user_id, title=title, description=description, completed=completed,
+              max_tasks=limit)
+    if row is None:
+        raise QuotaExceeded(limit)
+    return row
 
 
 def get_task(user_id, task_id):

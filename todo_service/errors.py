@@ -5,7 +5,7 @@ import logging
 from flask import Blueprint, g
 from werkzeug.exceptions import HTTPException
 
-from .dao import PreconditionFailed, TaskNotFound
+from .dao import PreconditionFailed, QuotaExceeded, TaskNotFound
 from .db import DatabaseTimeout, DatabaseUnavailable
 from .responses import json_response
 
@@ -62,6 +62,12 @@ def handle_task_not_found(exc):
 def handle_precondition_failed(exc):
     detail = "The task has changed since you read it: its ETag matches no tag of If-Match. Read it again."
     return error_response(412, "PRECONDITION_FAILED", detail, "If-Match")
+
+
+@bp.app_errorhandler(QuotaExceeded)
+def handle_quota_exceeded(exc):
+    detail = f"This user has {exc.limit} tasks, the most allowed; delete some before creating more."
+    return error_response(409, "TASK_QUOTA_EXCEEDED", detail)
 
 
 @bp.app_errorhandler(DatabaseUnavailable)

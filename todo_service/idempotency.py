@@ -21,7 +21,7 @@ import orjson
 import psycopg
 from flask import Response, current_app, request
 
-from .dao import PreconditionFailed, TaskNotFound
+from .dao import PreconditionFailed, QuotaExceeded, TaskNotFound, max_tasks
 from .db import DatabaseUnavailable, run
 from .errors import ApiError, validation_error
 
@@ -52,7 +52,7 @@ def create_task(idempotency_key, user_id, data, location_prefix):
     """POST /tasks with a key: 201 with the task, done at most once per key."""
     return _once("create_task_once", user_id=user_id, idempotency_key=idempotency_key,
                  request_hash=_request_hash(data), title=data["title"], description=data["description"],
-                 completed=data["completed"], location_prefix=location_prefix)
+                 completed=data["completed"], location_prefix=location_prefix, max_tasks=max_tasks())
 
 
 def toggle_task(idempotency_key, user_id, task_id, etags):
@@ -107,6 +107,8 @@ def _once(statement, **params):
             raise TaskNotFound()
         if outcome == "precondition_failed":
             raise PreconditionFailed()
+        if outcome == "over_quota":
+            raise QuotaExceeded(params["max_tasks"])
         if outcome == "expired":
             run("delete_expired_idempotency_key", user_id=user_id, idempotency_key=idempotency_key)
     raise ApiError(409, "IDEMPOTENCY_KEY_IN_PROGRESS", f"Another request with this {HEADER} is in progress; "

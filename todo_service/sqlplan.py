@@ -26,9 +26,11 @@ BIG_USER_ROWS = TOTAL_ROWS // 10
 PLAN_DATABASE = "todo_plan"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 TOTAL_KEYS = 200_000
+TOTAL_TOMBSTONES = 100_000  # deletions of the big user, for the change feed's plans
+SMALL_DELTA = 20  # the feed's plan checks read the changes after the user's latest seq less this
 API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_", "get_list_version",
-                "create_task_once", "get_idempotency_answer", "delete_expired_idempotency_key",
-                "purge_idempotency_keys")
+                "create_task", "get_idempotency_answer", "delete_expired_idempotency_key",
+                "purge_idempotency_keys", "list_changes", "purge_tombstones")
 
 
 def api_statements():
@@ -99,6 +101,16 @@ def seed_large_dataset(url):
         QUERIES.seed_plan_dataset.run(conn, big_user=BIG_USER, total=TOTAL_ROWS)
         conn.execute("VACUUM ANALYZE tasks")
     seed_idempotency_keys(url)
+    seed_tombstones(url)
+
+
+def seed_tombstones(url):
+    """The big user's tombstones, above every seq its tasks have, unless there are some already."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT NOT EXISTS (SELECT FROM task_tombstones)").fetchone()[0]:
+            after = conn.execute("SELECT coalesce(max(change_seq), 0) FROM tasks").fetchone()[0]
+            QUERIES.seed_plan_tombstones.run(conn, big_user=BIG_USER, total=TOTAL_TOMBSTONES, after_seq=after)
+            conn.execute("VACUUM ANALYZE task_tombstones")
 
 
 def seed_idempotency_keys(url):
@@ -115,10 +127,15 @@ def sample_params(conn, query, user):
                            (user,)).fetchone()[0]
     key = conn.execute("SELECT idempotency_key FROM idempotency_keys WHERE user_id = %s LIMIT 1",
                        (user,)).fetchone()
+    latest = conn.execute("SELECT greatest((SELECT max(change_seq) FROM tasks WHERE user_id = %(u)s), "
+                          "(SELECT max(seq) FROM task_tombstones WHERE user_id = %(u)s))", {"u": user}).fetchone()[0]
+    after = max((latest or 0) - SMALL_DELTA, 0)
     values = {"user_id": user, "id": task_id, "completed": False, "title": "new title",
               "description": None, "set_description": False, "etags": ["2026-01-01T00:00:00.000000Z"],
               "idempotency_key": key[0] if key else "new-key", "request_hash": b"\x00" * 32,
-              "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500}
+              "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500,
+              "max_tasks": 10_000, "after_seq": after, "after_id": 0, "gone_seq": after, "gone_id": 0,
+              "row_limit": 101, "retention": timedelta(days=30)}
     return {name: values[name] for name in query.params}
 
 
@@ -145,6 +162,7 @@ def ensure_plan_database(server_url):
         print(f"seeding {TOTAL_ROWS:,} rows into {PLAN_DATABASE} (once; about a minute)", flush=True)
         seed_large_dataset(url)
     seed_idempotency_keys(url)
+    seed_tombstones(url)
     return url
 
 

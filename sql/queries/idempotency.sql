@@ -11,18 +11,30 @@
 
 -- name: create_task_once :one
 -- Create a task and store its 201 answer under the user's key, unless the key has an answer.
--- params: user_id, idempotency_key, request_hash, title, description, completed, location_prefix, ttl
--- index: idempotency_keys_pkey
+-- The head row takes the change as in create_task (sql/queries/tasks.sql), quota included:
+-- outcome 'over_quota' when the user has max_tasks tasks already and the key has no answer.
+-- params: user_id, idempotency_key, request_hash, title, description, completed, location_prefix, ttl, max_tasks
+-- index: idempotency_keys_pkey and task_list_versions_pkey
 WITH previous AS (
     SELECT request_hash, status, body, location, etag, expires_at > now() AS live
     FROM idempotency_keys
     WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s
 ),
 
-created AS (
-    INSERT INTO tasks (user_id, title, description, completed)
-    SELECT %(user_id)s, %(title)s, %(description)s, %(completed)s
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq, task_count)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq, 1 AS task_count
     WHERE NOT EXISTS (SELECT FROM previous)
+    ON CONFLICT (user_id) DO UPDATE
+        SET version = excluded.version, seq = v.seq + 1, task_count = v.task_count + 1
+        WHERE v.task_count < %(max_tasks)s
+    RETURNING v.user_id, v.seq
+),
+
+created AS (
+    INSERT INTO tasks (user_id, title, description, completed, change_seq)
+    SELECT head.user_id, %(title)s, %(description)s, %(completed)s, head.seq
+    FROM head
     RETURNING
         id, user_id, title, description, completed,
         api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
@@ -55,13 +67,17 @@ SELECT
         ELSE 'reused'
     END AS outcome,
     previous.status, previous.body, previous.location, previous.etag
-FROM previous;
+FROM previous
+UNION ALL
+SELECT 'over_quota' AS outcome, null AS status, null AS body, null AS location, null AS etag
+WHERE NOT EXISTS (SELECT FROM previous) AND NOT EXISTS (SELECT FROM stored);
 
 -- name: toggle_task_once :one
 -- Flip a task's completed flag and store its 200 answer under the user's key, unless the key has
 -- an answer. etags: the If-Match tags (the task's updated_at as api_timestamp), NULL for none or
--- '*'; the flip happens only when the current tag is one of them, decided by this UPDATE on the
--- row it locks. Outcome 'precondition_failed': the task exists but its tag matched none.
+-- '*'; the flip happens only when the current tag is one of them, compared on the row `target`
+-- locks, as in toggle_task_if_match. Outcome 'precondition_failed': the task exists but its tag
+-- matched none.
 -- params: user_id, id, idempotency_key, request_hash, etags, ttl
 -- index: tasks_pkey and idempotency_keys_pkey
 WITH previous AS (
@@ -70,17 +86,37 @@ WITH previous AS (
     WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s
 ),
 
-toggled AS (
-    UPDATE tasks
-    SET completed = NOT completed
+target AS (
+    SELECT
+        id,
+        (%(etags)s::text[] IS null OR api_timestamp(updated_at) = any(%(etags)s::text[])) AS matched
+    FROM tasks
     WHERE
         id = %(id)s
         AND user_id = %(user_id)s
-        AND (%(etags)s::text[] IS null OR api_timestamp(updated_at) = any(%(etags)s::text[]))
         AND NOT EXISTS (SELECT FROM previous)
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    WHERE target.matched
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, seq = v.seq + 1
+    RETURNING v.seq
+),
+
+toggled AS (
+    UPDATE tasks
+    SET
+        completed = NOT tasks.completed,
+        updated_at = greatest(clock_timestamp(), tasks.updated_at + interval '1 microsecond'),
+        change_seq = head.seq
+    FROM head
+    WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
     RETURNING
-        id, user_id, title, description, completed,
-        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+        tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed,
+        api_timestamp(tasks.created_at) AS created_at, api_timestamp(tasks.updated_at) AS updated_at
 ),
 
 stored AS (
@@ -113,12 +149,8 @@ SELECT
 FROM previous
 UNION ALL
 SELECT 'precondition_failed' AS outcome, null AS status, null AS body, null AS location, null AS etag
-FROM tasks
-WHERE
-    tasks.id = %(id)s
-    AND tasks.user_id = %(user_id)s
-    AND NOT EXISTS (SELECT FROM previous)
-    AND NOT EXISTS (SELECT FROM toggled);
+FROM target
+WHERE NOT target.matched;
 
 -- name: get_idempotency_answer :one
 -- The stored answer of a user's key, read after a concurrent request with the same key committed

@@ -53,3 +53,23 @@ SELECT set_config('statement_timeout', %(timeout)s, true);
 SELECT secret
 FROM signing_keys
 WHERE purpose = %(purpose)s;
+
+-- name: get_sync_epoch :one
+-- What the change feed's epoch is made of (todo_service/sync.py): the database's own random
+-- secret (migration 0007; a new database has a new one), the database's OID (new after a
+-- dump-and-restore into a new database), the cluster's system identifier (new with a new
+-- cluster) and timeline (new after a point-in-time restore or a promotion), and Neon's timeline
+-- (new on every branch, restores included) where the server has that setting.
+-- params: none
+-- index: signing_keys_pkey
+SELECT
+    keys.secret,
+    (
+        SELECT db.oid FROM pg_database AS db
+        WHERE db.datname = current_database()
+    ) AS database_oid,
+    (SELECT ctl.system_identifier FROM pg_control_system() AS ctl) AS system_identifier,
+    (SELECT cp.timeline_id FROM pg_control_checkpoint() AS cp) AS timeline_id,
+    current_setting('neon.timeline_id', true) AS neon_timeline
+FROM signing_keys AS keys
+WHERE keys.purpose = 'sync_epoch';

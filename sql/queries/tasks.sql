@@ -1,15 +1,34 @@
--- Statements on the tasks table. Conventions: sql/README.md.
+-- Statements on the tasks table (and, for writes, the user's head row). Conventions: sql/README.md.
 -- Every statement filters by user_id, so a caller only ever reads or changes its own rows.
 -- Tasks come back in the API's shape: timestamps already formatted by api_timestamp (0003).
 -- ORDER BY names tasks.created_at / tasks.updated_at: the bare names would mean the formatted text
 -- columns of the select list, which no index can serve.
 
+-- Writes. Every write statement also takes the change in the user's head row (task_list_versions,
+-- migration 0007): a new random version, the next seq, and for creates and deletes the task count.
+-- That row's lock is held until the write commits, so a user's writes commit in seq order, which
+-- is what the change feed relies on; a statement that finds no task to change leaves the row
+-- alone. Lock order, the same in every statement so that none can deadlock another: the task's
+-- row first (the `target` CTE), then the head row. updated_at moves strictly forward on every
+-- update, even within one clock tick: a task's tag (ETag) is its updated_at.
+
 -- name: create_task :one
--- Insert a task for a user and return it as stored (defaults and timestamps included).
--- params: user_id, title, description, completed
--- index: none (insert; no lookup)
-INSERT INTO tasks (user_id, title, description, completed)
-VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s)
+-- Insert a task for a user and return it as stored, unless the user has max_tasks tasks
+-- already: then no row, nothing written (the quota, checked under the head row's lock).
+-- params: user_id, title, description, completed, max_tasks
+-- index: task_list_versions_pkey
+WITH head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq, task_count)
+    VALUES (%(user_id)s, gen_random_uuid(), 1, 1)
+    ON CONFLICT (user_id) DO UPDATE
+        SET version = excluded.version, seq = v.seq + 1, task_count = v.task_count + 1
+        WHERE v.task_count < %(max_tasks)s
+    RETURNING v.user_id, v.seq
+)
+
+INSERT INTO tasks (user_id, title, description, completed, change_seq)
+SELECT head.user_id, %(title)s, %(description)s, %(completed)s, head.seq
+FROM head
 RETURNING
     id, user_id, title, description, completed,
     api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
@@ -26,131 +45,247 @@ WHERE id = %(id)s AND user_id = %(user_id)s;
 
 -- name: update_task :one
 -- Partial update: a NULL title or completed keeps the stored value; description is replaced
--- (also by NULL) only when set_description is true. The trigger moves updated_at forward.
+-- (also by NULL) only when set_description is true. No row: no such task.
 -- params: user_id, id, title, description, set_description, completed
 -- index: tasks_pkey
+WITH target AS (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, seq = v.seq + 1
+    RETURNING v.seq
+)
+
 UPDATE tasks
 SET
-    title = coalesce(%(title)s::text, title),
-    description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE description END,
-    completed = coalesce(%(completed)s::boolean, completed)
-WHERE id = %(id)s AND user_id = %(user_id)s
+    title = coalesce(%(title)s::text, tasks.title),
+    description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE tasks.description END,
+    completed = coalesce(%(completed)s::boolean, tasks.completed),
+    updated_at = greatest(clock_timestamp(), tasks.updated_at + interval '1 microsecond'),
+    change_seq = head.seq
+FROM head
+WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
 RETURNING
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
+    tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed,
+    api_timestamp(tasks.created_at) AS created_at, api_timestamp(tasks.updated_at) AS updated_at;
 
 -- name: toggle_task :one
 -- Flip completed atomically in one statement; concurrent toggles serialise on the row lock.
+-- No row: no such task.
 -- params: user_id, id
 -- index: tasks_pkey
+WITH target AS (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, seq = v.seq + 1
+    RETURNING v.seq
+)
+
 UPDATE tasks
-SET completed = NOT completed
-WHERE id = %(id)s AND user_id = %(user_id)s
+SET
+    completed = NOT tasks.completed,
+    updated_at = greatest(clock_timestamp(), tasks.updated_at + interval '1 microsecond'),
+    change_seq = head.seq
+FROM head
+WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
 RETURNING
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at;
+    tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed,
+    api_timestamp(tasks.created_at) AS created_at, api_timestamp(tasks.updated_at) AS updated_at;
 
 -- name: delete_task :execrows
--- Delete one task of one user; 0 rows when it is missing or belongs to someone else.
+-- Delete one task of one user and leave its tombstone for the change feed; 0 rows when it is
+-- missing or belongs to someone else.
 -- params: user_id, id
 -- index: tasks_pkey
-DELETE FROM tasks
-WHERE id = %(id)s AND user_id = %(user_id)s;
+WITH target AS (
+    SELECT id FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    ON CONFLICT (user_id) DO UPDATE
+        SET version = excluded.version, seq = v.seq + 1, task_count = greatest(v.task_count - 1, 0)
+    RETURNING v.seq
+),
+
+removed AS (
+    DELETE FROM tasks
+    USING head
+    WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
+    RETURNING tasks.id, head.seq
+)
+
+INSERT INTO task_tombstones (user_id, seq, task_id)
+SELECT %(user_id)s, removed.seq, removed.id
+FROM removed;
 
 -- Conditional writes (If-Match). etags: the client's strong tags; a task's tag is its updated_at
--- as api_timestamp formats it, which moves forward with every change. The UPDATE or DELETE itself
--- checks the tag on the row it locks, so no change can slip in between check and write; under
--- concurrent writers of one tag exactly one succeeds. The select around it tells "no such task"
--- (no row) from "tag did not match" (a row of NULLs, or deleted = false): it reads the task as it
--- was when the statement started.
+-- as api_timestamp formats it. The `target` CTE locks the task's row and then compares its tag on
+-- the row as it is after any concurrent writer committed (READ COMMITTED re-reads a row it had to
+-- wait for), so no change can slip in between check and write, and under concurrent writers of
+-- one tag exactly one succeeds. No target row: no such task (404); a row that did not match:
+-- the tag matched none (412), and nothing was written, not even the head row.
 
 -- name: update_task_if_match :one
 -- update_task, only when the task's current tag is one of etags.
 -- No row: no such task; id NULL: the task exists but its tag matched none.
 -- params: user_id, id, title, description, set_description, completed, etags
 -- index: tasks_pkey
-WITH changed AS (
+WITH target AS (
+    SELECT
+        id,
+        api_timestamp(updated_at) = any(%(etags)s::text[]) AS matched
+    FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    WHERE target.matched
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, seq = v.seq + 1
+    RETURNING v.seq
+),
+
+changed AS (
     UPDATE tasks
     SET
-        title = coalesce(%(title)s::text, title),
-        description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE description END,
-        completed = coalesce(%(completed)s::boolean, completed)
-    WHERE
-        id = %(id)s
-        AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = any(%(etags)s::text[])
+        title = coalesce(%(title)s::text, tasks.title),
+        description = CASE WHEN %(set_description)s::boolean THEN %(description)s::text ELSE tasks.description END,
+        completed = coalesce(%(completed)s::boolean, tasks.completed),
+        updated_at = greatest(clock_timestamp(), tasks.updated_at + interval '1 microsecond'),
+        change_seq = head.seq
+    FROM head
+    WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
     RETURNING
-        id, user_id, title, description, completed,
-        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+        tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed,
+        api_timestamp(tasks.created_at) AS created_at, api_timestamp(tasks.updated_at) AS updated_at
 )
 
 SELECT
     changed.id, changed.user_id, changed.title, changed.description, changed.completed,
     changed.created_at, changed.updated_at
-FROM (
-    SELECT id FROM tasks
-    WHERE id = %(id)s AND user_id = %(user_id)s
-) AS current_task
-LEFT JOIN changed ON current_task.id = changed.id;
+FROM target
+LEFT JOIN changed ON target.id = changed.id;
 
 -- name: toggle_task_if_match :one
 -- toggle_task, only when the task's current tag is one of etags.
 -- No row: no such task; id NULL: the task exists but its tag matched none.
 -- params: user_id, id, etags
 -- index: tasks_pkey
-WITH toggled AS (
+WITH target AS (
+    SELECT
+        id,
+        api_timestamp(updated_at) = any(%(etags)s::text[]) AS matched
+    FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    WHERE target.matched
+    ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, seq = v.seq + 1
+    RETURNING v.seq
+),
+
+toggled AS (
     UPDATE tasks
-    SET completed = NOT completed
-    WHERE
-        id = %(id)s
-        AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = any(%(etags)s::text[])
+    SET
+        completed = NOT tasks.completed,
+        updated_at = greatest(clock_timestamp(), tasks.updated_at + interval '1 microsecond'),
+        change_seq = head.seq
+    FROM head
+    WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
     RETURNING
-        id, user_id, title, description, completed,
-        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+        tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed,
+        api_timestamp(tasks.created_at) AS created_at, api_timestamp(tasks.updated_at) AS updated_at
 )
 
 SELECT
     toggled.id, toggled.user_id, toggled.title, toggled.description, toggled.completed,
     toggled.created_at, toggled.updated_at
-FROM (
-    SELECT id FROM tasks
-    WHERE id = %(id)s AND user_id = %(user_id)s
-) AS current_task
-LEFT JOIN toggled ON current_task.id = toggled.id;
+FROM target
+LEFT JOIN toggled ON target.id = toggled.id;
 
 -- name: delete_task_if_match :one
 -- delete_task, only when the task's current tag is one of etags.
 -- No row: no such task; deleted false: the task exists but its tag matched none.
 -- params: user_id, id, etags
 -- index: tasks_pkey
-WITH removed AS (
+WITH target AS (
+    SELECT
+        id,
+        api_timestamp(updated_at) = any(%(etags)s::text[]) AS matched
+    FROM tasks
+    WHERE id = %(id)s AND user_id = %(user_id)s
+    FOR UPDATE
+),
+
+head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq)
+    SELECT %(user_id)s, gen_random_uuid() AS version, 1 AS seq FROM target
+    WHERE target.matched
+    ON CONFLICT (user_id) DO UPDATE
+        SET version = excluded.version, seq = v.seq + 1, task_count = greatest(v.task_count - 1, 0)
+    RETURNING v.seq
+),
+
+removed AS (
     DELETE FROM tasks
-    WHERE
-        id = %(id)s
-        AND user_id = %(user_id)s
-        AND api_timestamp(updated_at) = any(%(etags)s::text[])
-    RETURNING id
+    USING head
+    WHERE tasks.id = %(id)s AND tasks.user_id = %(user_id)s
+    RETURNING tasks.id, head.seq
+),
+
+buried AS (
+    INSERT INTO task_tombstones (user_id, seq, task_id)
+    SELECT %(user_id)s, removed.seq, removed.id
+    FROM removed
+    RETURNING task_id
 )
 
-SELECT removed.id IS NOT null AS deleted
-FROM (
-    SELECT id FROM tasks
-    WHERE id = %(id)s AND user_id = %(user_id)s
-) AS current_task
-LEFT JOIN removed ON current_task.id = removed.id;
+SELECT buried.task_id IS NOT null AS deleted
+FROM target
+LEFT JOIN buried ON target.id = buried.task_id;
 
 -- name: seed_tasks :execrows
--- Demo data for `make seed`: count tasks for one user, every third one completed.
+-- Demo data for `make seed`: count tasks for one user, every third one completed; one change of
+-- the head row for all of them (they share one seq). Not bound by the quota.
 -- params: user_id, count
--- index: none (insert; no lookup)
-INSERT INTO tasks (user_id, title, description, completed)
+-- index: task_list_versions_pkey
+WITH head AS (
+    INSERT INTO task_list_versions AS v (user_id, version, seq, task_count)
+    VALUES (%(user_id)s, gen_random_uuid(), 1, %(count)s::integer)
+    ON CONFLICT (user_id) DO UPDATE
+        SET version = excluded.version, seq = v.seq + 1, task_count = v.task_count + excluded.task_count
+    RETURNING v.user_id, v.seq
+)
+
+INSERT INTO tasks (user_id, title, description, completed, change_seq)
 SELECT
-    %(user_id)s,
+    head.user_id,
     'Task ' || g AS title,
     CASE WHEN mod(g, 2) = 0 THEN 'Demo task number ' || g END AS description,
-    mod(g, 3) = 0 AS completed
-FROM generate_series(1, %(count)s::integer) AS g;
+    mod(g, 3) = 0 AS completed,
+    head.seq AS change_seq
+FROM head, generate_series(1, %(count)s::integer) AS g;
 
 -- name: list_tasks_all_created_asc :many
 -- List all tasks of a user, by creation time ascending; ties by id.
