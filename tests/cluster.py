@@ -34,6 +34,19 @@ def children(pid):
     return found
 
 
+def wait_gone(pid, timeout):
+    """True once process `pid` has exited (or is a zombie) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 class Instance(LiveServer):
     """One service instance: a gunicorn master with its workers, and a pid file as in production."""
 
@@ -43,15 +56,55 @@ class Instance(LiveServer):
         self.pidfile = LOG_DIR / f"gunicorn-{self.port}.pid"
         self.env["GUNICORN_PIDFILE"] = str(self.pidfile)
 
+    def master(self):
+        """The PID of the master now serving: the pid file's, as gunicorn keeps it across a re-exec."""
+        try:
+            return int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return self.proc.pid
+
     def workers(self):
-        return children(self.proc.pid)
+        return children(self.master())
 
     def kill(self):
         """SIGKILL the master and every worker at once, as a machine that dies would."""
-        for pid in [self.proc.pid, *self.workers()]:
+        for pid in [self.master(), *self.workers()]:
             os.kill(pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+    def stop(self, timeout=30):
+        """SIGTERM to the master by PID; its exit code (0 for a re-executed master that exited in time)."""
+        master = self.master()
+        if master == self.proc.pid:
+            return super().stop(timeout)
+        os.kill(master, signal.SIGTERM)
+        if not wait_gone(master, timeout):
+            os.kill(master, signal.SIGKILL)
+            return -signal.SIGKILL
+        return 0
+
+    def reexec(self):
+        """USR2 to the master: a new master (new code, new Python) starts on the same sockets; once it
+        runs its workers, SIGTERM lets the old master and its workers finish and stop."""
+        old = self.master()
+        os.kill(old, signal.SIGUSR2)
+        following = Path(f"{self.pidfile}.2")
+        deadline = time.monotonic() + 60
+        while not (following.exists() and len(children(int(following.read_text() or 0)))
+                   >= int(self.env["WEB_CONCURRENCY"])):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no new master for {self.name} within 60 s")
+            time.sleep(0.05)
+        new = int(following.read_text())
+        time.sleep(1)  # the new workers import the app and start accepting
+        os.kill(old, signal.SIGTERM)
+        if old == self.proc.pid:
+            self.proc.wait(60)
+        while self.master() != new:  # the new master takes the pid file once the old one is gone
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the new master of {self.name} did not take over within 60 s")
+            time.sleep(0.05)
 
     def reload(self):
         """`make reload`: HUP to the master named by the pid file; the workers it replaces."""

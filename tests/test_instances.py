@@ -1,6 +1,6 @@
 """Two service instances behind HAProxy on one PostgreSQL through PgBouncer: what one writes the other
-serves at once, retries and cursors cross instances, a dead instance loses nothing, and a reload or a
-drained restart of one fails no request."""
+serves at once, retries and cursors cross instances, a dead instance loses nothing, and a reload, a
+re-exec or a drained restart of one fails no request."""
 
 import threading
 import time
@@ -238,7 +238,7 @@ class SlowRequest:
         return self.answer["put"]
 
 
-def test_a_reload_and_a_drained_restart_under_load_fail_no_request(both_up, db):
+def test_a_reload_a_reexec_and_a_drained_restart_under_load_fail_no_request(both_up, db):
     stack = both_up
     with Load(tasks_url(stack.haproxy)) as load:
         time.sleep(1)
@@ -255,6 +255,11 @@ def test_a_reload_and_a_drained_restart_under_load_fail_no_request(both_up, db):
         time.sleep(1)
 
         started = time.monotonic()
+        stack.instances["a"].reexec()  # USR2, then SIGTERM to the old master
+        reexec_seconds = time.monotonic() - started
+        time.sleep(1)
+
+        started = time.monotonic()
         stack.haproxy.set_state("b", "drain")  # no new requests; those in flight finish
         while stack.haproxy.sessions("b"):
             time.sleep(0.05)
@@ -266,7 +271,8 @@ def test_a_reload_and_a_drained_restart_under_load_fail_no_request(both_up, db):
         restart_seconds = time.monotonic() - started
         time.sleep(1)
     print(f"\nrolling restart: {load.sent} requests, {len(load.failures)} failed; reload {reload_seconds:.2f} s "
-          f"with a 2 s request in flight ({sent_by_reload} requests by then), drained restart {restart_seconds:.2f} s")
+          f"with a 2 s request in flight ({sent_by_reload} requests by then), re-exec {reexec_seconds:.2f} s, "
+          f"drained restart {restart_seconds:.2f} s")
     assert finished.status_code == 200 and finished.json()["completed"] is True
     assert load.sent > 100 and load.failures == []
 
