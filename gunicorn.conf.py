@@ -73,6 +73,11 @@ def post_fork(server, worker):
     listeners.adopt(worker)
 
 
+def on_reload(server):
+    """HUP, before the new workers: as many per-worker sockets as the (re-read) WEB_CONCURRENCY."""
+    listeners.resize(server)
+
+
 def when_ready(server):
     """Workers are starting: say in one line where the service listens and where its docs are."""
     from todo_service.startup import announce

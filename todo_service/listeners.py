@@ -19,15 +19,36 @@ def usable(address):
     return len(address) == 1 and isinstance(address[0], tuple)
 
 
-def open_slots(server):
-    """In the master, before it would open a shared socket: one SO_REUSEPORT socket per worker, as its listeners."""
+def _open(server, count):
+    """`count` new SO_REUSEPORT sockets on the one TCP bind, marked as per-worker."""
     address = server.cfg.address[0]
     conf = types.SimpleNamespace(reuse_port=True, backlog=server.cfg.backlog, is_ssl=server.cfg.is_ssl)
     # Named "<socket fd>" in gunicorn's log: the service announces its URL itself (startup.announce).
     kind = type("PerWorkerSocket", (_sock_type(address),), {"__str__": BaseSocket.__str__})
-    server.LISTENERS = [kind(address, conf, server.log) for _ in range(server.cfg.workers)]
-    for listener in server.LISTENERS:
+    opened = [kind(address, conf, server.log) for _ in range(count)]
+    for listener in opened:
         listener.per_worker = True
+    return opened
+
+
+def open_slots(server):
+    """In the master, before it would open a shared socket: one SO_REUSEPORT socket per worker."""
+    server.LISTENERS = _open(server, server.cfg.workers)
+
+
+def resize(server):
+    """In the master, on a HUP that changed WEB_CONCURRENCY: one socket per worker again.
+
+    A dropped socket lives on in its old worker until that worker exits, so connections queued on it
+    then are reset: lowering the worker count costs those, raising it costs nothing.
+    """
+    count, wanted = _slots(server), server.cfg.workers
+    if count and wanted > count:
+        server.LISTENERS = server.LISTENERS + _open(server, wanted - count)
+    elif count and wanted < count:
+        for listener in server.LISTENERS[wanted:]:
+            listener.close()
+        server.LISTENERS = server.LISTENERS[:wanted]
 
 
 def _slots(server):
