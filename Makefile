@@ -22,6 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP) ## Create .venv and install the pinned dependencies
 
 run: $(STAMP) ## Serve with gunicorn (gunicorn.conf.py); embedded PostgreSQL unless DATABASE_URL is set
+	@mkdir -p .data
 	GUNICORN_PIDFILE=$${GUNICORN_PIDFILE:-.data/gunicorn.pid} $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 reload: ## Graceful reload of `make run` (HUP to the master in GUNICORN_PIDFILE, docs/scaling.md)
