@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network docs-screenshot clean
+.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -22,7 +22,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP) ## Create .venv and install the pinned dependencies
 
 run: $(STAMP) ## Serve with gunicorn (gunicorn.conf.py); embedded PostgreSQL unless DATABASE_URL is set
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	@mkdir -p .data
+	GUNICORN_PIDFILE=$${GUNICORN_PIDFILE:-.data/gunicorn.pid} $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+reload: ## Graceful reload of `make run` (HUP to the master in GUNICORN_PIDFILE, docs/scaling.md)
+	@pidfile=$${GUNICORN_PIDFILE:-.data/gunicorn.pid}; [ -s "$$pidfile" ] || { echo "no gunicorn pid file at $$pidfile" >&2; exit 1; }; \
+	  kill -HUP "$$(cat "$$pidfile")" && echo "reloading gunicorn $$(cat "$$pidfile")"
 
 dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000
 	$(BIN)/flask --app wsgi:app migrate
@@ -53,10 +58,12 @@ define debian
 	  else echo "$(1) is not installed; install it with: sudo apt-get install $(1)" >&2; exit 1; fi; }
 endef
 
-test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer
+test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer, via HAProxy
 	$(call debian,pgbouncer)
+	$(call debian,haproxy)
 	$(call debian,chromium)
 	$(BIN)/pytest
+	TEST_THROUGH_BALANCER=1 $(BIN)/pytest
 	TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
 	TEST_THROUGH_PGBOUNCER=1 TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)

@@ -5,7 +5,7 @@ import multiprocessing
 import os
 import sys
 
-from todo_service import embedded, logs
+from todo_service import embedded, listeners, logs
 from todo_service.config import ConfigError, load_settings
 
 try:
@@ -26,14 +26,20 @@ worker_class = _settings.worker_class
 threads = _settings.threads  # the pool of each worker holds as many connections (config.py)
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly. With
 # a shared socket the first worker to wake takes most of a burst of keep-alive connections, and the
-# clients on the busier worker wait about twice as long (docs/performance.md). Only for TCP binds the
-# service opens itself: not for unix sockets, systemd socket activation or a USR2 re-exec, which
-# need the master's shared socket.
+# clients on the busier worker wait about twice as long (docs/performance.md). The master opens and
+# holds them (todo_service/listeners.py), so a reload or a dead worker loses no queued connection;
+# gunicorn's own reuse_port would open them in the workers. Only for TCP binds the service opens
+# itself: not for unix sockets, systemd socket activation or a USR2 re-exec, which hand over the
+# master's sockets as they are.
 _inherited = os.environ.get("LISTEN_FDS") or os.environ.get("GUNICORN_FD")
-reuse_port = _settings.reuse_port and not _inherited and not bind.startswith(("unix:", "fd://"))
+_per_worker_sockets = _settings.reuse_port and not _inherited and not bind.startswith(("unix:", "fd://"))
+reuse_port = False
 keepalive = 5
 timeout = 30
+# SIGTERM: workers stop accepting and finish their requests within this many seconds, then exit.
 graceful_timeout = 20
+# `make reload` sends HUP to the master named here (docs/scaling.md).
+pidfile = os.environ.get("GUNICORN_PIDFILE") or None
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
@@ -41,17 +47,35 @@ max_requests = 0
 
 
 def on_starting(server):
-    """Before any worker exists: pick the database, check it, migrate. Exit 1 with one line on failure."""
+    """Before any worker exists: pick the database, check it, migrate, listen. Exit 1 with one line on failure."""
     from todo_service.startup import StartupError, check_free, prepare_service
 
+    per_worker = _per_worker_sockets and listeners.usable(server.cfg.address)
     try:
-        if server.cfg.reuse_port:  # gunicorn's master binds nothing then, so nothing else would notice
-            check_free(server.cfg.address)
+        if per_worker:
+            check_free(server.cfg.address)  # SO_REUSEPORT would quietly share the port with another server
         prepare_service(server.cfg.address)
-    except StartupError as exc:
+        if per_worker:
+            listeners.open_slots(server)
+    except (StartupError, OSError) as exc:
         logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)
         embedded.stop()
         sys.exit(1)
+
+
+def pre_fork(server, worker):
+    """In the master: the per-worker socket the next worker listens on."""
+    listeners.assign(server, worker)
+
+
+def post_fork(server, worker):
+    """In the new worker: listen on its own socket only."""
+    listeners.adopt(worker)
+
+
+def on_reload(server):
+    """HUP, before the new workers: as many per-worker sockets as the (re-read) WEB_CONCURRENCY."""
+    listeners.resize(server)
 
 
 def when_ready(server):

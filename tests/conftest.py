@@ -9,6 +9,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.cluster import Balanced
 from tests.pgservers import PgBouncer, PgCluster
 from tests.support import LOG_DIR, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
 from todo_service import create_app, db, embedded
@@ -16,9 +17,12 @@ from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
 from todo_service.scratch import scratch_database
 
+# `make test` runs the tests that talk to the live server once more with this set: `live_server` is
+# then HAProxy in front of two instances (tests/cluster.py), both on one PostgreSQL through PgBouncer.
+THROUGH_BALANCER = os.environ.get("TEST_THROUGH_BALANCER") == "1"
 # `make test` runs the API tests a second time with this set: every connection the tests and the
 # service make then goes through a real PgBouncer in transaction pooling mode.
-THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
+THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1" or THROUGH_BALANCER
 # With TEST_AUTH=1 every app and server the tests start verifies tokens against the suite's key set.
 SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
                **({"AUTH_JWKS_URL": serve_suite_keys()} if WITH_AUTH else {})}
@@ -27,6 +31,14 @@ SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
 def pytest_sessionstart(session):
     """Start each session with no gunicorn logs left from earlier ones."""
     shutil.rmtree(LOG_DIR, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Through the balancer, only the tests that talk to the live server run (the others did already)."""
+    if THROUGH_BALANCER:
+        others = [item for item in items if "live_server" not in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=others)
+        items[:] = [item for item in items if item not in others]
 
 
 @pytest.fixture(scope="session")
@@ -103,10 +115,13 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def live_server(database_url):
-    """A real gunicorn (gunicorn.conf.py, two workers) on 127.0.0.1, stopped by PID afterwards."""
-    server = LiveServer({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "MIGRATE_ON_START": "false",
-                         **SERVICE_ENV})
-    server.start()
+    """A real gunicorn (gunicorn.conf.py, two workers) on 127.0.0.1, stopped by PID afterwards; with
+    TEST_THROUGH_BALANCER=1, HAProxy in front of two of them."""
+    if THROUGH_BALANCER:
+        server = Balanced(database_url, SERVICE_ENV).start()
+    else:
+        server = LiveServer({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "MIGRATE_ON_START": "false",
+                             **SERVICE_ENV}).start()
     yield server
     server.stop()
 

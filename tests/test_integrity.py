@@ -86,4 +86,4 @@ def test_non_utf8_header_values_are_ignored_not_a_500(live_server):
     reply = raw_request(live_server, b"GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\nX-Request-ID: \xff\xfe\r\n"
                         + auth_line("alice") + b"X-Other: \xc3\x28\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
-    assert re.search(rb"X-Request-ID: [0-9a-f]{32}\r\n", reply)
+    assert re.search(rb"(?i:X-Request-ID): [0-9a-f]{32}\r\n", reply)  # a balancer may lower-case names
