@@ -24,7 +24,8 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 run: $(STAMP) ## Serve with gunicorn (gunicorn.conf.py); embedded PostgreSQL unless DATABASE_URL is set
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000
+dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000 (API_HOST as make run allows it)
+	$(BIN)/flask --app wsgi:app check-exposure --host $${API_HOST:-127.0.0.1}
 	$(BIN)/flask --app wsgi:app migrate
 	$(BIN)/flask --app wsgi:app run --debug --host $${API_HOST:-127.0.0.1} --port $${API_PORT:-8000}
 
@@ -55,6 +56,7 @@ endef
 
 test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer
 	$(call debian,pgbouncer)
+	$(call debian,redis-server)
 	$(call debian,chromium)
 	$(BIN)/pytest
 	TEST_AUTH=1 $(BIN)/pytest $(PGBOUNCER_TESTS)
@@ -91,6 +93,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report in docs/performance.md (BENCH_ARGS=...)
 	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,redis-server)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)
