@@ -29,7 +29,8 @@ reload: ## Graceful reload of `make run` (HUP to the master in GUNICORN_PIDFILE,
 	@pidfile=$${GUNICORN_PIDFILE:-.data/gunicorn.pid}; [ -s "$$pidfile" ] || { echo "no gunicorn pid file at $$pidfile" >&2; exit 1; }; \
 	  kill -HUP "$$(cat "$$pidfile")" && echo "reloading gunicorn $$(cat "$$pidfile")"
 
-dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000
+dev: $(STAMP) ## Migrate, then the Flask debug server with reload on 127.0.0.1:8000 (API_HOST as make run allows it)
+	$(BIN)/flask --app wsgi:app check-exposure --host $${API_HOST:-127.0.0.1}
 	$(BIN)/flask --app wsgi:app migrate
 	$(BIN)/flask --app wsgi:app run --debug --host $${API_HOST:-127.0.0.1} --port $${API_PORT:-8000}
 
@@ -61,6 +62,7 @@ endef
 test: $(STAMP) ## Every test (embedded PostgreSQL or TEST_DATABASE_URL); the API tests again with auth on, via PgBouncer, via HAProxy
 	$(call debian,pgbouncer)
 	$(call debian,haproxy)
+	$(call debian,redis-server)
 	$(call debian,chromium)
 	$(BIN)/pytest
 	TEST_THROUGH_BALANCER=1 $(BIN)/pytest
@@ -98,6 +100,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report in docs/performance.md (BENCH_ARGS=...)
 	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,redis-server)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)

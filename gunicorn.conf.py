@@ -44,6 +44,11 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 max_requests = 0
+# Room above the service's own bound (8 KiB per header value, todo_service/middleware.py), so that it, not
+# gunicorn's plain-text page without JSON or CORS headers, answers headers a little too large with 431;
+# 8190 is the longest request line gunicorn reads (its default is 4094).
+limit_request_field_size = 32768
+limit_request_line = 8190
 
 
 def on_starting(server):

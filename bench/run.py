@@ -31,6 +31,7 @@ from todo_service.migrate import migrate  # noqa: E402
 LOG_DIR = ROOT / ".data" / "bench-logs"  # git-ignored; gunicorn's and wrk's output of every run
 QUICK = {"duration": 3, "warmup": 1}
 FULL = {"duration": 30, "warmup": 5}
+LIMIT_NOTHING_REACHES = "1000000000/hour"  # the -limited scenarios: every request counted, none refused
 
 
 def parse_args(argv):
@@ -72,6 +73,9 @@ def service_env(database_url):
     """The inherited environment (tuning variables pass through) with the bench database."""
     env = dict(os.environ, DATABASE_URL=database_url)
     env.pop("DATABASE_URL_DIRECT", None)  # would send migrations elsewhere
+    # wrk is one address (and a handful of users) at thousands of requests a second, which any real limit
+    # refuses: limits are off but in the -limited scenarios, which set one that nothing reaches.
+    env.update(RATE_LIMIT="off", RATE_LIMIT_WRITES="off")
     return env  # production settings: one INFO log line per request is part of what is measured
 
 
@@ -91,6 +95,7 @@ def settings_in_force(env):
         "pgbouncer_prepared": settings.pgbouncer_prepared,
         "statement_timeout_ms": settings.statement_timeout_ms,
         "log_level": settings.log_level,
+        "rate_limit": settings.rate_limit,
     }
 
 
@@ -176,15 +181,21 @@ class Bench:
         return {"name": scenario.name, "title": scenario.title, "script": scenario.script,
                 "summary": summary, "targets": scenario.evaluate(summary), "raw": loads}
 
-    def serve(self, stack, env, lua_env, seeded, auth, path_name):
-        """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send."""
+    def serve(self, stack, env, lua_env, seeded, auth, path_name, limits=""):
+        """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send;
+        with `limits`, rate limits on in that store ("memory" or "redis", a Redis started here)."""
         if auth:
             jwks_url, private = stack.enter_context(tokens.key_set())
             path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
             env, lua_env = {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
-        log = LOG_DIR / f"{self.stamp}-gunicorn-service-{path_name}{'-auth' if auth else ''}.log"
-        print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''} (log {log.relative_to(ROOT)})",
-              flush=True)
+        if limits:
+            store = "memory://" if limits == "memory" else stack.enter_context(service.redis_server())
+            env = {**env, "RATE_LIMIT": LIMIT_NOTHING_REACHES, "RATE_LIMIT_WRITES": LIMIT_NOTHING_REACHES,
+                   "RATE_LIMIT_STORAGE_URL": store}
+        variant = ("-auth" if auth else "") + (f"-limited-{limits}" if limits else "")
+        log = LOG_DIR / f"{self.stamp}-gunicorn-service-{path_name}{variant}.log"
+        print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''}"
+              f"{f', rate limits in {limits}' if limits else ''} (log {log.relative_to(ROOT)})", flush=True)
         return stack.enter_context(service.Gunicorn("wsgi:app", env, log)), lua_env
 
     def delete_pool_env(self, database_url, ceiling_rps):
@@ -240,10 +251,10 @@ class Bench:
             print(f"database path: {path.describe()}", flush=True)
             results = []
             with ExitStack() as stack:  # the service as configured and, for the auth scenarios, with auth on
-                servers = {auth: self.serve(stack, env, lua_env, seeded, auth, path.name)
-                           for auth in sorted({scenario.auth for scenario in self.args.selected})}
-                for scenario in self.args.selected:  # in run order: each auth scenario right after its plain one
-                    server, scenario_env = servers[scenario.auth]
+                servers = {(auth, limits): self.serve(stack, env, lua_env, seeded, auth, path.name, limits)
+                           for auth, limits in sorted({(s.auth, s.limits) for s in self.args.selected})}
+                for scenario in self.args.selected:  # in run order: each variant right after its plain one
+                    server, scenario_env = servers[scenario.auth, scenario.limits]
                     if scenario.uses_delete_pool:
                         scenario_env = {**scenario_env, **self.delete_pool_env(url, ceiling)}
                     if scenario.uses_deep_page:

@@ -31,6 +31,7 @@ class Target:
 
 ZERO_ERRORS = Target("errors", 0)
 WITH_AUTH = Target("relative", 0.9, at_least=True)  # req/s of the same load without authentication
+WITH_LIMITS = Target("relative", 0.9, at_least=True)  # req/s of the same load with rate limits off
 NEAR_LIST_100 = Target("relative", 0.8, at_least=True)  # req/s of list-100
 AS_FAST_AS_GET = Target("relative", 0.9, at_least=True)  # req/s of get
 NEAR_CREATE = Target("relative", 0.8, at_least=True)  # req/s of create
@@ -50,6 +51,7 @@ class Scenario:
     targets: tuple[Target, ...] = ()
     uses_delete_pool: bool = False
     auth: bool = False  # served with authentication on: EdDSA bearer tokens checked against a key set
+    limits: str = ""  # served with rate limits on (generous: nothing is refused), counted in "memory" or "redis"
     relative_to: str = ""  # the scenario whose req/s this one is compared with (`relative` metric)
     uses_deep_page: bool = False  # needs BENCH_DEEP_PAGE: a page from the middle of the big user's list
 
@@ -66,6 +68,11 @@ SCENARIOS = (
     Scenario("get", "get.lua", "GET one task", (p99(50), Target("fraction", 0.35, at_least=True))),
     # Authentication on, every request with its user's EdDSA token (bench/tokens.py): at most 10% slower.
     Scenario("get-auth", "get.lua", "GET one task, with authentication", (WITH_AUTH,), auth=True,
+             relative_to="get"),
+    # Rate limits on, every request counted (bench/run.py sets a limit nothing reaches): at most 10% slower.
+    Scenario("get-limited", "get.lua", "GET one task, rate limits in memory", (WITH_LIMITS,), limits="memory",
+             relative_to="get"),
+    Scenario("get-limited-redis", "get.lua", "GET one task, rate limits in Redis", (WITH_LIMITS,), limits="redis",
              relative_to="get"),
     Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
     # A poll of an unchanged list (304) should cost about what a get does.
@@ -86,6 +93,10 @@ SCENARIOS = (
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
     Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
     Scenario("mix-auth", "mix.lua", "Mix, with authentication", (WITH_AUTH,), auth=True, relative_to="mix"),
+    Scenario("mix-limited", "mix.lua", "Mix, rate limits in memory", (WITH_LIMITS,), limits="memory",
+             relative_to="mix"),
+    Scenario("mix-limited-redis", "mix.lua", "Mix, rate limits in Redis", (WITH_LIMITS,), limits="redis",
+             relative_to="mix"),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

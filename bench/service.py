@@ -315,3 +315,17 @@ class ProcessMonitor:
             peaks.service_mb, peaks.service_pss_mb = service_rss, service_pss
             if self.database.server_pid():
                 peaks.database_mb, peaks.database_pss_mb = db_rss, db_pss
+
+
+@contextmanager
+def redis_server():
+    """A Redis of its own on 127.0.0.1 for the rate-limit scenarios; yields its URL, stops it by PID."""
+    from tests.redisserver import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        raise SystemExit("redis-server is not installed; install it with: sudo apt-get install redis-server")
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -24,7 +24,10 @@ THROUGH_BALANCER = os.environ.get("TEST_THROUGH_BALANCER") == "1"
 # service make then goes through a real PgBouncer in transaction pooling mode.
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1" or THROUGH_BALANCER
 # With TEST_AUTH=1 every app and server the tests start verifies tokens against the suite's key set.
-SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
+# The suite sends far more than a user's share of requests from one address: rate limits are off for
+# these apps and servers, and tests/test_ratelimit.py turns them on where it needs them.
+SERVICE_ENV = {"RATE_LIMIT": "off", "RATE_LIMIT_WRITES": "off",
+               **({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
                **({"AUTH_JWKS_URL": serve_suite_keys()} if WITH_AUTH else {})}
 
 
@@ -84,7 +87,7 @@ def clean_db(sql_conn):
 def settings_for(database_url, **overrides):
     """Settings as the service would read them, pointed at `database_url`."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_DIRECT")}
-    env.update(DATABASE_URL=database_url, MIGRATE_ON_START="false", **SERVICE_ENV, **overrides)
+    env.update({"DATABASE_URL": database_url, "MIGRATE_ON_START": "false", **SERVICE_ENV, **overrides})
     return load_settings(env)
 
 

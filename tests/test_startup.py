@@ -1,7 +1,10 @@
 """Starting and stopping the real server: clear refusals, the embedded database, clean shutdown."""
 
 import logging
+import os
+import signal
 import socket
+import subprocess
 import time
 
 import psycopg
@@ -10,7 +13,7 @@ import requests
 
 from tests.conftest import SERVICE_ENV
 from tests.pgservers import PgCluster
-from tests.support import LiveServer, auth_headers, free_port
+from tests.support import ROOT, LiveServer, auth_headers, free_port
 from todo_service.migrate import migration_files
 from todo_service.startup import announce
 
@@ -209,3 +212,40 @@ def test_the_line_names_ipv6_and_unix_socket_binds(caplog):
         "listening on http://[::1]:8000, unix:/run/todo.sock; API docs at http://[::1]:8000/docs",
         "listening on unix:/run/todo.sock; API docs at /docs",
     ]
+
+
+def make_dev(host, **env):
+    """`make dev` with API_HOST=`host` and authentication off; (exit code, stderr), or None if it kept serving."""
+    env = {"PATH": "/usr/bin:/bin", "API_HOST": host, "API_PORT": str(free_port()), "DATABASE_URL": "", **env}
+    proc = subprocess.Popen(["make", "-s", "dev"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the debug server started: stop it and its reloader
+        proc.communicate()
+        return None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+def test_make_dev_refuses_a_non_loopback_host_without_authentication(host):
+    result = make_dev(host)
+    assert result is not None, "make dev served without authentication"
+    code, err = result
+    assert code != 0 and f"authentication is off and the service would listen on {host}" in err, err
+
+
+def test_the_exposure_check_lets_loopback_and_a_declared_gateway_through(database_url):
+    from flask.testing import FlaskCliRunner
+
+    from tests.conftest import settings_for
+    from todo_service import create_app
+
+    for host, env in [("127.0.0.1", {}), ("localhost", {}), ("0.0.0.0", {"AUTH_DISABLED": "true"})]:
+        app = create_app({"SETTINGS": settings_for(database_url, **env), "TESTING": True})
+        result = FlaskCliRunner(app).invoke(args=["check-exposure", "--host", host])
+        assert result.exit_code == 0, result.output
+    app = create_app({"SETTINGS": settings_for(database_url), "TESTING": True})
+    refused = FlaskCliRunner(app).invoke(args=["check-exposure", "--host", "0.0.0.0"])
+    assert refused.exit_code != 0 and "AUTH_DISABLED=true" in refused.output

@@ -17,6 +17,7 @@ from . import (
     middleware,
     openapi,
     paging,
+    ratelimit,
     tasks,
 )
 from .config import load_settings
@@ -41,6 +42,7 @@ def create_app(test_config=None):
     conditional.init_app(app)
     idempotency.init_app(app)
     middleware.init_app(app)
+    ratelimit.init_app(app)  # before authentication: requests with a bad token spend their address's budget
     auth.init_app(app)  # before any validation or database access
     app.before_request(middleware.check_path)
     cli.init_app(app)

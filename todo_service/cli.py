@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask migrate`, `flask seed`, `flask token`."""
+"""Flask CLI commands: `flask migrate`, `flask seed`, `flask token`, `flask check-exposure`."""
 
 import click
 from flask import current_app
@@ -7,6 +7,7 @@ from flask.cli import with_appcontext
 from .auth import mint
 from .db import resolve_url, run
 from .migrate import migrate
+from .startup import StartupError, check_exposure
 
 
 @click.command("migrate")
@@ -43,8 +44,20 @@ def token_command(user, minutes):
     click.echo(mint(settings, user, minutes * 60))
 
 
+@click.command("check-exposure")
+@click.option("--host", required=True, help="The address the server will listen on.")
+@with_appcontext
+def check_exposure_command(host):
+    """Refuse a non-loopback HOST with authentication off, as gunicorn's start does (for `make dev`)."""
+    try:
+        check_exposure(current_app.config["SETTINGS"], [(host, 0)])
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def init_app(app):
     """Register the commands on `app`."""
     app.cli.add_command(migrate_command)
     app.cli.add_command(seed_command)
     app.cli.add_command(token_command)
+    app.cli.add_command(check_exposure_command)

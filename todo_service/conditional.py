@@ -8,10 +8,10 @@ queries never share a tag and arguments added later take part without a change h
 must treat tags as opaque.
 
 Werkzeug parses the headers (`request.if_match`, `request.if_none_match`) once they pass the
-documented grammar (ETAG_LIST_PATTERN, also in the OpenAPI document), which takes an unquoted token
-for a tag, as many servers do for clients that forget the quotes. A value outside it (empty, only
-commas, an unterminated quote, junk after a quoted tag, a space inside a token) is 400 naming the
-header.
+documented grammar (ETAG_LIST_PATTERN, also in the OpenAPI document): RFC 9110's entity-tag, an
+optional `W/` then a double-quoted opaque tag. A value outside it (an unquoted `abc` or `W/abc`,
+empty, only commas, an unterminated quote, junk after a tag, a space inside the quotes) is 400
+naming the header.
 `If-None-Match` is weighed on GET of a task or a list (weak comparison, `*` matches any current
 answer); `If-Match` on PUT, PATCH .../complete and DELETE (strong comparison, so weak tags never
 match; `*` means "if the task exists"), checked by the very SQL statement that writes.
@@ -28,10 +28,10 @@ from .errors import validation_error
 from .responses import json_bytes_response, json_response
 
 # The header values the service accepts (documented as this pattern in the OpenAPI document): `*`
-# alone, or a comma-separated list of tags, each perhaps weak (W/), quoted as RFC 9110 writes them or,
-# leniently, an unquoted token; empty list elements are allowed. Anything else is 400; Werkzeug then
-# reads what passed.
-_TAG = r'([Ww]/)?("[^"]*"|[^" \t,]+)'
+# alone, or a comma-separated list of RFC 9110 entity-tags (RFC 9110 §8.8.3: `W/`, case-sensitive,
+# then DQUOTE *etagc DQUOTE, etagc being %x21 / %x23-7E / obs-text); empty list elements are allowed
+# (§5.6.1). Anything else is 400; Werkzeug then reads what passed.
+_TAG = r'(W/)?"[\x21\x23-\x7E\x80-\xFF]*"'
 ETAG_LIST_PATTERN = rf'^[ \t]*(\*|(,[ \t]*)*{_TAG}([ \t]*,([ \t]*{_TAG})?)*)[ \t]*$'
 ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
 GET_CACHE_CONTROL = "private, no-cache"  # per-user data: revalidate every time, never share

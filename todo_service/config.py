@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import limits
 import psycopg
 from dotenv import load_dotenv
 from psycopg.conninfo import conninfo_to_dict
@@ -13,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+RATE_LIMIT_STORES = {"memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster"}
 
 
 class ConfigError(ValueError):
@@ -100,6 +102,28 @@ def _secret(env, name, min_bytes):
     return secret
 
 
+def _rate(env, name, default):
+    """One rate such as "600/minute" (N per second, minute, hour or day), or None for "off"."""
+    raw = _raw(env, name, default)
+    if raw.lower() in FALSE_WORDS | {"off", "none"}:
+        return None
+    try:
+        items = limits.parse_many(raw)
+    except ValueError:
+        items = []
+    if len(items) != 1:
+        raise ConfigError(f"{name}={raw!r} is not one rate like 600/minute (or off)")
+    return raw
+
+
+def _store_url(env, name):
+    """memory:// or a Redis URL: the store the rate-limit counters live in."""
+    url = _raw(env, name, "memory://")
+    if urlsplit(url).scheme not in RATE_LIMIT_STORES or "://" not in url:
+        raise ConfigError(f"{name} must be memory:// or a redis:// URL")
+    return url
+
+
 def _detect_pooler(url):
     """Neon's pooled endpoints carry `-pooler` in the host name; they are PgBouncer in transaction mode."""
     hosts = conninfo_to_dict(url).get("host") or "" if url else ""
@@ -145,8 +169,9 @@ class Settings:
     auth_leeway_seconds: int = 30
     auth_disabled: bool = False
     max_tasks_per_user: int = 10_000
-    sync_tombstone_days: float = 30.0
-    sync_max_waiters: int = 64
+    rate_limit: str | None = None
+    rate_limit_writes: str | None = None
+    rate_limit_storage_url: str = "memory://"
 
     @property
     def auth_enabled(self):
@@ -212,6 +237,7 @@ def load_settings(env=None):
         auth_disabled=_bool(env, "AUTH_DISABLED", False),
         idempotency_ttl_hours=_float(env, "IDEMPOTENCY_TTL_HOURS", 24.0, 0.001, 8760),
         max_tasks_per_user=_int(env, "MAX_TASKS_PER_USER", 10_000, 1, 10_000_000),
-        sync_tombstone_days=_float(env, "SYNC_TOMBSTONE_DAYS", 30.0, 0.00001, 3650),
-        sync_max_waiters=_int(env, "SYNC_MAX_WAITERS", 64, 0, 10_000),
+        rate_limit=_rate(env, "RATE_LIMIT", "600/minute"),
+        rate_limit_writes=_rate(env, "RATE_LIMIT_WRITES", "300/minute"),
+        rate_limit_storage_url=_store_url(env, "RATE_LIMIT_STORAGE_URL"),
     )

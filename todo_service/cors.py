@@ -5,7 +5,8 @@ from flask_cors import CORS
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ALLOW_HEADERS = ["Content-Type", "Authorization", "X-Request-ID", "If-Match", "If-None-Match", "Idempotency-Key"]
-EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", "Link", "ETag", "Idempotent-Replayed"]
+EXPOSE_HEADERS = ["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", "Link", "ETag", "Idempotent-Replayed",
+                  "RateLimit-Policy", "RateLimit"]
 
 
 def init_app(app, origins):

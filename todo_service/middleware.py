@@ -1,4 +1,4 @@
-"""What happens around every request: request id, UTF-8 path check, one log line per request."""
+"""What happens around every request: request id, header sizes, UTF-8 path check, one log line per request."""
 
 import logging
 import random
@@ -7,11 +7,14 @@ import time
 
 from flask import g, request
 
-from .errors import validation_error
+from .errors import ApiError, validation_error
 
 log = logging.getLogger("todo_service.request")
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The largest header value the service reads (a bearer token fits many times over). gunicorn.conf.py lets
+# fields of up to 32 KiB through, so that the service, not gunicorn's plain-text page, answers those between.
+MAX_HEADER_BYTES = 8 * 1024
 
 
 def _printable(text):
@@ -29,6 +32,14 @@ def begin_request():
     g.started = time.perf_counter()
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
+
+
+def check_headers():
+    """431 HEADER_TOO_LARGE, naming the header, for any header value over 8 KiB."""
+    for key, value in request.environ.items():
+        if key.startswith(("HTTP_", "CONTENT_")) and len(value) > MAX_HEADER_BYTES:
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            raise ApiError(431, "HEADER_TOO_LARGE", f"The {name} header is larger than 8 KiB.", name)
 
 
 def check_path():
@@ -62,4 +73,5 @@ def end_request(response):
 def init_app(app):
     """Give every request of `app` an id and a log line."""
     app.before_request(begin_request)
+    app.before_request(check_headers)
     app.after_request(end_request)

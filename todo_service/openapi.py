@@ -146,8 +146,36 @@ def _require_bearer(document):
                 operation["responses"].update(copy.deepcopy(AUTHENTICATED))
 
 
-def build_spec(authenticated=False):
-    """The whole document as a dict; with `authenticated`, task operations require a bearer token."""
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"description": "The rate-limit policies (draft-ietf-httpapi-ratelimit-headers): q requests "
+                                        "per w seconds, per user (per client address without a valid token); "
+                                        '"default" counts every /api/ request (RATE_LIMIT), "writes" POST, PUT, PATCH '
+                                        "and DELETE (RATE_LIMIT_WRITES).", "schema": {"type": "string"}},
+    "RateLimit": {"description": "What is left of each policy this request spent: a requests available for the "
+                                 "next w seconds.", "schema": {"type": "string", "example": '"default";a=599;w=42'}},
+}
+
+
+def _limit_rates(document, policy):
+    """On every task operation: the RateLimit headers on each answer, and the 429 answer."""
+    headers = copy.deepcopy(RATE_LIMIT_HEADERS)
+    headers["RateLimit-Policy"]["schema"]["example"] = policy
+    limited = _error("Too many requests for this user or address (RATE_LIMITED); retry after Retry-After seconds.",
+                     "Retry-After")
+    limited["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/Error"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/") and method != "parameters":
+                operation["responses"]["429"] = copy.deepcopy(limited)
+                for response in operation["responses"].values():
+                    response.setdefault("headers", {}).update(copy.deepcopy(headers))
+
+
+def build_spec(authenticated=False, rate_limit_policy=None):
+    """The whole document as a dict; with `authenticated`, task operations require a bearer token.
+
+    With `rate_limit_policy` (the RateLimit-Policy the service sends), they document 429 and the headers.
+    """
     spec = APISpec(
         title="todo_service", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
         info={"description": "Task API behind the Todo app. Every error body is an Error object."},
@@ -189,6 +217,8 @@ def build_spec(authenticated=False):
     document = spec.to_dict()
     if authenticated:
         _require_bearer(document)
+    if rate_limit_policy:
+        _limit_rates(document, rate_limit_policy)
     return document
 
 
@@ -200,5 +230,6 @@ def openapi_document():
 
 def init_app(app):
     """Build the document once and serve it."""
-    app.extensions["openapi"] = build_spec(app.config["SETTINGS"].auth_enabled)
+    policy = app.extensions.get("todo_ratelimit_policy")  # set by ratelimit.init_app when limits are on
+    app.extensions["openapi"] = build_spec(app.config["SETTINGS"].auth_enabled, policy)
     app.register_blueprint(bp)

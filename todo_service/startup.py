@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from . import auth, embedded
+from . import auth, embedded, ratelimit
 from .config import ConfigError, load_settings
 from .migrate import MigrationError, migrate, pending
 
@@ -149,6 +149,7 @@ def prepare_service(addresses=()):
         raise StartupError(f"configuration: {exc}") from None
     check_exposure(settings, addresses)
     check_key_set_url(settings)
+    log.info("%s", ratelimit.describe(settings))
     url = settings.database_url
     if url is None:
         url = embedded.start(settings.data_dir)
