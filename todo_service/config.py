@@ -144,6 +144,8 @@ class Settings:
     auth_user_claim: str = "sub"
     auth_leeway_seconds: int = 30
     auth_disabled: bool = False
+    metrics_enabled: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def auth_enabled(self):
@@ -208,4 +210,6 @@ def load_settings(env=None):
         auth_leeway_seconds=_int(env, "AUTH_LEEWAY_SECONDS", 30, 0, 3600),
         auth_disabled=_bool(env, "AUTH_DISABLED", False),
         idempotency_ttl_hours=_float(env, "IDEMPOTENCY_TTL_HOURS", 24.0, 0.001, 8760),
+        metrics_enabled=_bool(env, "METRICS_ENABLED", True),
+        metrics_token=_secret(env, "METRICS_TOKEN", 16),
     )
