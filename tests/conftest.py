@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.pgservers import PgBouncer, PgCluster
-from tests.support import LOG_DIR, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
+from tests.support import LOG_DIR, SUITE_METRICS_TOKEN, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
@@ -21,7 +21,7 @@ from todo_service.scratch import scratch_database
 THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
 # With TEST_AUTH=1 every app and server the tests start verifies tokens against the suite's key set.
 SERVICE_ENV = {**({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
-               **({"AUTH_JWKS_URL": serve_suite_keys()} if WITH_AUTH else {})}
+               **({"AUTH_JWKS_URL": serve_suite_keys(), "METRICS_TOKEN": SUITE_METRICS_TOKEN} if WITH_AUTH else {})}
 
 
 def pytest_sessionstart(session):
@@ -72,7 +72,7 @@ def clean_db(sql_conn):
 def settings_for(database_url, **overrides):
     """Settings as the service would read them, pointed at `database_url`."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_DIRECT")}
-    env.update(DATABASE_URL=database_url, MIGRATE_ON_START="false", **SERVICE_ENV, **overrides)
+    env.update({"DATABASE_URL": database_url, "MIGRATE_ON_START": "false", **SERVICE_ENV, **overrides})
     return load_settings(env)
 
 

@@ -1,5 +1,6 @@
 """GET /metrics: Prometheus series summed over gunicorn's workers, by route template, and protected."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,7 +43,7 @@ def user_headers(user):
 
 def _stale_samples(directory):
     """Leave a counter sample in `directory` the way an earlier run's worker would have."""
-    code = ("from todo_service import metrics; metrics.count(metrics.OUTAGES, %r)" % STALE_CAUSE)
+    code = f"from todo_service import metrics; metrics.count(metrics.OUTAGES, {STALE_CAUSE!r})"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory})
 
 
@@ -233,19 +234,25 @@ def test_a_dead_workers_gauges_leave_the_sums(server, sql_conn, clean_db):
 
 
 def _quietly(url, headers):
-    try:
+    with contextlib.suppress(requests.RequestException):  # its worker is killed meanwhile
         requests.get(url, headers=headers, timeout=30)
-    except requests.RequestException:
-        pass  # its worker was killed
+
+
+def _test_app(database_url, **env):
+    """An app for the test client; /metrics answers SCRAPE's token."""
+    return create_app({"SETTINGS": settings_for(database_url, METRICS_TOKEN=METRICS_TOKEN, **env), "TESTING": True})
+
+
+def _scrape(app):
+    return parse(app.test_client().get("/metrics", headers=SCRAPE).get_data(as_text=True))
 
 
 def test_outages_and_connection_errors_under_the_test_client(database_url, clean_db):
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/todo"
-    app = create_app({"SETTINGS": settings_for(dead, DB_POOL_TIMEOUT="0.5", DB_POOL_MIN_SIZE="1"), "TESTING": True})
-    client = app.test_client()
-    before = parse(client.get("/metrics").get_data(as_text=True))
-    assert client.get("/readyz").status_code == 503
-    after = parse(client.get("/metrics").get_data(as_text=True))
+    app = _test_app(dead, DB_POOL_TIMEOUT="0.5", DB_POOL_MIN_SIZE="1")
+    before = _scrape(app)
+    assert app.test_client().get("/readyz").status_code == 503
+    after = _scrape(app)
     db.close_pool(app)
     assert value(after, "todo_outages_total", cause="DATABASE_UNAVAILABLE") \
         - value(before, "todo_outages_total", cause="DATABASE_UNAVAILABLE") == 1
@@ -256,17 +263,16 @@ def test_outages_and_connection_errors_under_the_test_client(database_url, clean
 
 
 def test_with_authentication_on_and_no_metrics_token_nobody_scrapes(database_url, clean_db):
-    app = create_app({"SETTINGS": settings_for(database_url, AUTH_JWT_SECRET=SECRET), "TESTING": True})
+    settings = settings_for(database_url, AUTH_JWT_SECRET=SECRET, METRICS_TOKEN="")
+    app = create_app({"SETTINGS": settings, "TESTING": True})
     response = app.test_client().get("/metrics", headers=user_headers("alice"))
     assert response.status_code == 403 and response.get_json()["error_code"] == "FORBIDDEN"
 
 
 def test_metrics_off_records_nothing_and_answers_404(database_url, clean_db):
-    on = create_app({"SETTINGS": settings_for(database_url), "TESTING": True})
-    off = create_app({"SETTINGS": settings_for(database_url, METRICS_ENABLED="false"), "TESTING": True})
+    on, off = _test_app(database_url), _test_app(database_url, METRICS_ENABLED="false")
     labels = {"http_request_method": "GET", "http_route": "/healthz", "http_response_status_code": "200"}
-    assert off.test_client().get("/metrics").status_code == 404
-    before = value(parse(on.test_client().get("/metrics").get_data(as_text=True)), f"{DURATION}_count", **labels)
+    assert off.test_client().get("/metrics", headers=SCRAPE).status_code == 404
+    before = value(_scrape(on), f"{DURATION}_count", **labels)
     off.test_client().get("/healthz")
-    after = value(parse(on.test_client().get("/metrics").get_data(as_text=True)), f"{DURATION}_count", **labels)
-    assert after == before
+    assert value(_scrape(on), f"{DURATION}_count", **labels) == before
