@@ -3,15 +3,34 @@
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
-from todo_service import embedded, listeners, logs
-from todo_service.config import ConfigError, load_settings
+# The workers' shared metrics files (todo_service/metrics.py): prometheus_client picks files or memory
+# when it is imported, so the directory is named before todo_service is. Without a configured one, a
+# private one (mode 0700) of this master's, removed at its exit: a reload (HUP) keeps it, and a new
+# master started by USR2 makes its own rather than take over the old master's.
+_METRICS_OWNER = "TODO_SERVICE_METRICS_MASTER"  # the pid of the master that made the directory
+_owner = os.environ.get(_METRICS_OWNER)
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ or _owner not in (None, str(os.getpid())):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo_service-metrics-")
+    os.environ[_METRICS_OWNER] = str(os.getpid())
+
+
+def _remove_own_metrics_dir():
+    if os.environ.get(_METRICS_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+from todo_service import embedded, listeners, logs, metrics  # noqa: E402
+from todo_service.config import ConfigError, load_settings  # noqa: E402
 
 try:
     _settings = load_settings()
 except ConfigError as _exc:
     sys.stderr.write(f"todo_service: configuration: {_exc}\n")
+    _remove_own_metrics_dir()
     sys.exit(1)
 
 logs.configure(_settings.log_level, _settings.log_format)
@@ -56,6 +75,7 @@ def on_starting(server):
     from todo_service.startup import StartupError, check_free, prepare_service
 
     per_worker = _per_worker_sockets and listeners.usable(server.cfg.address)
+    metrics.prepare_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # no samples of an earlier run
     try:
         if per_worker:
             check_free(server.cfg.address)  # SO_REUSEPORT would quietly share the port with another server
@@ -65,6 +85,7 @@ def on_starting(server):
     except (StartupError, OSError) as exc:
         logging.getLogger("todo_service.startup").critical("startup failed: %s", exc)
         embedded.stop()
+        _remove_own_metrics_dir()
         sys.exit(1)
 
 
@@ -90,6 +111,12 @@ def when_ready(server):
     announce(server.cfg.address, _settings.docs_enabled)
 
 
+def child_exit(server, worker):
+    """A worker has exited: its gauges (in-flight requests, pool) leave the sums."""
+    metrics.mark_dead(worker.pid)
+
+
 def on_exit(server):
-    """After the last worker: stop the embedded PostgreSQL if this process started it."""
+    """After the last worker: stop the embedded PostgreSQL if this process started it; remove our metrics files."""
     embedded.stop()
+    _remove_own_metrics_dir()

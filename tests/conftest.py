@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from tests.cluster import Balanced
 from tests.pgservers import PgBouncer, PgCluster
-from tests.support import LOG_DIR, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
+from tests.support import LOG_DIR, SUITE_METRICS_TOKEN, WITH_AUTH, LiveServer, serve_suite_keys, with_auth
 from todo_service import create_app, db, embedded
 from todo_service.config import PROJECT_ROOT, load_settings
 from todo_service.migrate import migrate
@@ -28,7 +28,7 @@ THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1" or THROUGH_B
 # these apps and servers, and tests/test_ratelimit.py turns them on where it needs them.
 SERVICE_ENV = {"RATE_LIMIT": "off", "RATE_LIMIT_WRITES": "off",
                **({"DATABASE_PGBOUNCER": "true"} if THROUGH_PGBOUNCER else {}),
-               **({"AUTH_JWKS_URL": serve_suite_keys()} if WITH_AUTH else {})}
+               **({"AUTH_JWKS_URL": serve_suite_keys(), "METRICS_TOKEN": SUITE_METRICS_TOKEN} if WITH_AUTH else {})}
 
 
 def pytest_sessionstart(session):

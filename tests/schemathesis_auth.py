@@ -1,8 +1,9 @@
-"""Schemathesis hooks for the fuzz run with authentication on: each case carries a token for its path's user."""
+"""Schemathesis hooks for the fuzz run with authentication on: each case carries a token for its path's user
+(and /metrics the suite's METRICS_TOKEN)."""
 
 import schemathesis
 
-from tests.support import token_for
+from tests.support import SUITE_METRICS_TOKEN, token_for
 
 
 def _user(case):
@@ -14,6 +15,8 @@ class PathUserToken:
     """A valid token naming the user in the case's path (none for paths without one)."""
 
     def get(self, case, context):
+        if case.path == "/metrics":
+            return SUITE_METRICS_TOKEN
         user = _user(case)
         return token_for(user) if isinstance(user, str) and user else None
 

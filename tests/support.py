@@ -25,6 +25,8 @@ WITH_AUTH = os.environ.get("TEST_AUTH") == "1"
 # One fixed Ed25519 key, so that every process of a run (pytest, schemathesis) signs alike.
 SUITE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"todo_service test suite").digest())
 SUITE_KID = "suite-ed25519"
+# With authentication on, /metrics answers only this bearer (METRICS_TOKEN of the servers the suite starts).
+SUITE_METRICS_TOKEN = "metrics-token-of-the-test-suite"
 
 
 def serve_suite_keys():

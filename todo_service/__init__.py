@@ -14,6 +14,7 @@ from . import (
     idempotency,
     listcache,
     logs,
+    metrics,
     middleware,
     openapi,
     paging,
@@ -36,6 +37,7 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False
     app.url_map.converters["user"] = tasks.UserIdConverter
     cors.init_app(app, settings.cors_origins)
+    metrics.init_app(app)  # first: its clock starts before any other hook
     db.init_app(app)
     listcache.init_app(app)
     paging.init_app(app)

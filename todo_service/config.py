@@ -172,6 +172,8 @@ class Settings:
     rate_limit: str | None = None
     rate_limit_writes: str | None = None
     rate_limit_storage_url: str = "memory://"
+    metrics_enabled: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def auth_enabled(self):
@@ -240,4 +242,6 @@ def load_settings(env=None):
         rate_limit=_rate(env, "RATE_LIMIT", "600/minute"),
         rate_limit_writes=_rate(env, "RATE_LIMIT_WRITES", "300/minute"),
         rate_limit_storage_url=_store_url(env, "RATE_LIMIT_STORAGE_URL"),
+        metrics_enabled=_bool(env, "METRICS_ENABLED", True),
+        metrics_token=_secret(env, "METRICS_TOKEN", 16),
     )

@@ -14,7 +14,7 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import embedded
+from . import embedded, metrics
 from .queries import QUERIES
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class PooledConnection(psycopg.Connection):
             cursor = self._statements = self.cursor()
         return cursor
 
+    @metrics.timed
     def run(self, query, **params):
         """Run a named statement on the kept cursor and return its result, in one round trip.
 
@@ -184,6 +185,7 @@ def get_pool(state=None):
                 pool = make_pool(state["settings"])
                 pool.open(wait=False)
                 atexit.register(pool.close)
+                metrics.watch_pool(pool)
                 state.update(pool=pool, pid=os.getpid())
     return state["pool"]
 

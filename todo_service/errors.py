@@ -5,6 +5,7 @@ import logging
 from flask import Blueprint, g
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .dao import PreconditionFailed, QuotaExceeded, TaskNotFound
 from .db import DatabaseTimeout, DatabaseUnavailable
 from .responses import json_response
@@ -45,6 +46,7 @@ def invalid_json(detail):
 def error_response(status, error_code, detail, field=None, headers=None):
     """The envelope as a response; carries the request id so a report can be traced in the logs."""
     body = {"detail": detail, "error_code": error_code, "field": field, "request_id": g.get("request_id")}
+    metrics.error_answered(status, error_code)
     return json_response(body, status, headers)
 
 

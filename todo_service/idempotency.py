@@ -21,6 +21,7 @@ import orjson
 import psycopg
 from flask import Response, current_app, request
 
+from . import metrics
 from .dao import PreconditionFailed, QuotaExceeded, TaskNotFound, max_tasks
 from .db import DatabaseUnavailable, run
 from .errors import ApiError, validation_error
@@ -99,6 +100,7 @@ def _once(statement, **params):
             _purge(state)
             return _answer(row, replayed=False)
         if outcome == "replayed":
+            metrics.count(metrics.IDEMPOTENT_REPLAYS)
             return _answer(row, replayed=True)
         if outcome == "reused":
             raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", f"This {HEADER} was used for another request; "

@@ -12,7 +12,7 @@ import orjson
 from cachetools import LRUCache
 from flask import current_app
 
-from . import dao
+from . import dao, metrics
 
 ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and link: key, tuple, bookkeeping
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
@@ -36,7 +36,9 @@ class ListCache:
         """(body, link) kept for `key` if it was rendered at `version`, else None."""
         with self._lock:
             entry = self._entries.get(key)
-        return entry[1:] if entry is not None and entry[0] == version else None
+        found = entry is not None and entry[0] == version
+        metrics.list_cache_lookup(found)
+        return entry[1:] if found else None
 
     def put(self, key, version, body, link=None):
         """Keep `body` as rendered at `version`; a body larger than the whole cache is not kept."""

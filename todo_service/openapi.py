@@ -105,6 +105,14 @@ WITH_BODY = {
     "422": _error("Body empty, malformed or not a JSON object (INVALID_JSON)."),
 }
 TASK = {"$ref": "#/components/schemas/Task"}
+METRICS = {
+    "200": {"description": "The Prometheus text format (OpenMetrics when the Accept header asks for it).",
+            "content": {"text/plain": {"schema": {"type": "string"}}}},
+    "401": _error("METRICS_TOKEN is set and this request does not carry it as a bearer token (UNAUTHORIZED).",
+                  "WWW-Authenticate"),
+    "403": _error("Authentication is on and METRICS_TOKEN is not set: nobody may scrape (FORBIDDEN)."),
+    "404": _error("METRICS_ENABLED=false (NOT_FOUND)."),
+}
 NEXT_LINK = {
     "description": 'With limit or cursor, while more tasks follow: <URL>; rel="next", URL (relative to the '
                    "request's URL) naming the next page: the same status, sort, order and limit, plus a cursor. "
@@ -212,6 +220,8 @@ def build_spec(authenticated=False, rate_limit_policy=None):
                                               "responses": {"200": _ok("Alive.", "Health")}}})
     spec.path("/readyz", operations={"get": {"summary": "Readiness: the database answers.", "responses": {
         "200": _ok("Ready.", "Health"), "503": COMMON["503"]}}})
+    spec.path("/metrics", operations={"get": {"summary": "Prometheus metrics of every worker (README: Metrics).",
+                                              "responses": METRICS}})
     document = {"description": "OpenAPI 3 document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     spec.path("/openapi.json", operations={"get": {"summary": "This document.", "responses": {"200": document}}})
     document = spec.to_dict()
