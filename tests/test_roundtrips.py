@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from bench.proxy import LatencyProxy
-from tests.conftest import SERVICE_ENV, settings_for
+from tests.conftest import settings_for
 from tests.pgservers import PgBouncer, PgCluster
 from tests.support import auth_headers
 from todo_service import create_app, db
@@ -48,7 +48,7 @@ def path(request, servers):
 
 def service(mode, url, **env):
     """The app on `url`; pooler mode (DATABASE_PGBOUNCER) when the path goes through PgBouncer."""
-    pooler = {"DATABASE_PGBOUNCER": "true"} if mode == "pgbouncer" and not SERVICE_ENV else {}
+    pooler = {"DATABASE_PGBOUNCER": "true"} if mode == "pgbouncer" else {}
     return create_app({"SETTINGS": settings_for(url, **POOL, **pooler, **env), "TESTING": True})
 
 

@@ -130,6 +130,10 @@ KEYED = {
     "422": _error("This Idempotency-Key was used for another request (IDEMPOTENCY_KEY_REUSED), or the body "
                   "is empty, malformed or not a JSON object (INVALID_JSON)."),
 }
+# A create also meets the user's quota (MAX_TASKS_PER_USER); a keyed create that succeeded still replays.
+CREATE_EXTRA = {**KEYED, "409": _error(
+    "The user has MAX_TASKS_PER_USER tasks already (TASK_QUOTA_EXCEEDED; nothing created), or another "
+    "request with this Idempotency-Key is still in progress (IDEMPOTENCY_KEY_IN_PROGRESS; retry).", "Retry-After")}
 
 
 def _op(summary, responses, body=None, parameters=(), extra=None):
@@ -201,7 +205,7 @@ def build_spec(authenticated=False, rate_limit_policy=None):
         "get": _op("List the user's tasks, whole or a page at a time.", {"200": listed, **NOT_MODIFIED},
                    parameters=[{"in": "query", "schema": schemas.ListQuerySchema}, IF_NONE_MATCH]),
         "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location", "ETag", "Idempotent-Replayed")},
-                    body="TaskCreate", parameters=[IDEMPOTENCY_KEY], extra=KEYED),
+                    body="TaskCreate", parameters=[IDEMPOTENCY_KEY], extra=CREATE_EXTRA),
     })
     spec.path("/api/{user_id}/tasks/{task_id}", parameters=[USER_ID, TASK_ID], operations={
         "get": _op("Get one task.", {"200": _ok("The task.", TASK, "ETag", "Cache-Control"), **NOT_MODIFIED},
