@@ -137,6 +137,7 @@ def test_another_users_token_is_403_on_every_endpoint_and_changes_nothing(client
     mallory = bearer(sign(keys, alg, good("mallory")))
     base = f"/api/alice/tasks/{task['id']}"
     for method, path in [("get", "/api/alice/tasks"), ("post", "/api/alice/tasks"), ("get", base),
+                         ("get", "/api/alice/tasks/changes"),
                          ("put", base), ("patch", base + "/complete"), ("delete", base),
                          ("get", "/api/alice/nowhere"), ("post", base)]:
         response = getattr(client, method)(path, json={"title": "stolen"}, headers=mallory)

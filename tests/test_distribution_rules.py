@@ -23,6 +23,7 @@ NODE_TABLES = {"schema_migrations", "signing_keys"}
 NOT_PER_USER = {  # statement -> why it may touch more than one user's rows (or none)
     "purge_idempotency_keys": "upkeep: expired keys of any user, in batches",
     "purge_tombstones": "upkeep: tombstones past the retention of any user, in batches",
+    "get_change_heads": "the long-poll's poller: the head seq of every user waiting in one worker",
 }
 NOT_PER_USER_FILES = ("service.sql", "dev.sql")  # the service's own tables and developer tools only
 

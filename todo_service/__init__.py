@@ -14,11 +14,13 @@ from . import (
     idempotency,
     listcache,
     logs,
+    longpoll,
     metrics,
     middleware,
     openapi,
     paging,
     ratelimit,
+    sync,
     tasks,
 )
 from .config import load_settings
@@ -36,13 +38,16 @@ def create_app(test_config=None):
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     app.url_map.converters["user"] = tasks.UserIdConverter
+    app.url_map.converters["task"] = tasks.TaskIdConverter
     cors.init_app(app, settings.cors_origins)
     metrics.init_app(app)  # first: its clock starts before any other hook
+    longpoll.init_app(app)  # next: a request takes its work slot before anything else runs
     db.init_app(app)
     listcache.init_app(app)
     paging.init_app(app)
     conditional.init_app(app)
     idempotency.init_app(app)
+    sync.init_app(app)
     middleware.init_app(app)
     ratelimit.init_app(app)  # before authentication: requests with a bad token spend their address's budget
     auth.init_app(app)  # before any validation or database access

@@ -174,6 +174,9 @@ class Settings:
     rate_limit_storage_url: str = "memory://"
     metrics_enabled: bool = True
     metrics_token: str | None = field(default=None, repr=False)
+    sync_tombstone_days: float = 30.0
+    sync_max_waiters: int = 100
+    sync_poll_ms: int = 100
 
     @property
     def auth_enabled(self):
@@ -244,4 +247,7 @@ def load_settings(env=None):
         rate_limit_storage_url=_store_url(env, "RATE_LIMIT_STORAGE_URL"),
         metrics_enabled=_bool(env, "METRICS_ENABLED", True),
         metrics_token=_secret(env, "METRICS_TOKEN", 16),
+        sync_tombstone_days=_float(env, "SYNC_TOMBSTONE_DAYS", 30.0, 0.00001, 3650),
+        sync_max_waiters=_int(env, "SYNC_MAX_WAITERS", 100, 0, 1000),
+        sync_poll_ms=_int(env, "SYNC_POLL_MS", 100, 10, 5000),
     )

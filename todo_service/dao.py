@@ -1,5 +1,6 @@
 """Task data access: one named SQL statement per call, always scoped to one user."""
 
+from datetime import timedelta
 from itertools import product
 
 from flask import current_app
@@ -138,3 +139,32 @@ def delete_task(user_id, task_id, etags=None):
             raise TaskNotFound()
     elif not _found(run("delete_task_if_match", user_id=user_id, id=task_id, etags=etags))["deleted"]:
         raise PreconditionFailed()
+
+
+# The change feed (sql/queries/changes.sql, todo_service/sync.py).
+TASK_FIELDS = ("id", "user_id", "title", "description", "completed", "created_at", "updated_at")
+
+
+def list_changes(user_id, after, gone, row_limit):
+    """(head, changes): the user's head row, then up to `row_limit` tasks changed after the position
+    `after` and deletions after `gone` (each a (seq, id) pair), in (seq, id) order."""
+    rows = run("list_changes", user_id=user_id, after_seq=after[0], after_id=after[1], gone_seq=gone[0],
+               gone_id=gone[1], row_limit=row_limit)
+    head = rows[0]
+    head["epoch"] = bytes(head["epoch"])
+    return head, rows[1:]
+
+
+def change_heads(user_ids):
+    """The current seq of each of these users that has written at all: [{user_id, seq}]."""
+    return run("get_change_heads", user_ids=user_ids)
+
+
+def sync_epoch():
+    """The 8-byte epoch of this database's history (sql/queries/service.sql)."""
+    return bytes(run("get_sync_epoch")["epoch"])
+
+
+def purge_tombstones(retention_us, batch):
+    """Delete up to `batch` tombstones older than the retention; how many went."""
+    return run("purge_tombstones", retention=timedelta(microseconds=retention_us), batch=batch)["purged"]

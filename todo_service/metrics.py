@@ -69,6 +69,10 @@ AUTH_FAILURES = Counter("todo_auth_failures", "Requests refused by authenticatio
 IDEMPOTENT_REPLAYS = Counter("todo_idempotent_replays", "Keyed writes answered with the stored answer of "
                              "an earlier request.")
 LIST_CACHE = Counter("todo_list_cache_lookups", "Lookups in the per-worker list cache, by result.", ["result"])
+SYNC_WAITERS = Gauge("todo_sync_waiters", "Change-feed requests waiting for a change (long-poll).",
+                     multiprocess_mode="livesum")
+SYNC_WAITS_REFUSED = Counter("todo_sync_waits_refused", "Long-polls answered at once: SYNC_MAX_WAITERS were "
+                             "waiting in their worker already.")
 
 _recording = True  # METRICS_ENABLED of this process's app
 _children = {}  # (metric, label values) -> child: skips prometheus_client's locked lookup on every request
@@ -229,3 +233,9 @@ def init_app(app):
         app.before_request(_begin)
         app.after_request(_end)
         app.teardown_request(_teardown)
+
+
+def sync_waiters(delta):
+    """A change-feed request starts (+1) or stops (-1) waiting."""
+    if _recording:
+        SYNC_WAITERS.inc(delta)

@@ -136,6 +136,15 @@ CREATE_EXTRA = {**KEYED, "409": _error(
     "request with this Idempotency-Key is still in progress (IDEMPOTENCY_KEY_IN_PROGRESS; retry).", "Retry-After")}
 
 
+SYNC_ERRORS = {
+    "400": _error("Invalid limit or wait (VALIDATION_ERROR), or since is not a token this endpoint gave this user: "
+                  "altered, cut, or another user's (INVALID_SYNC_TOKEN)."),
+    "410": _error("The token can no longer be answered exactly (SYNC_TOKEN_EXPIRED): older than the retention "
+                  "of deletions (SYNC_TOMBSTONE_DAYS), its deletions purged, or issued by another database or "
+                  "before a restore. Resync: call without since and replace the local list with the answer."),
+}
+
+
 def _op(summary, responses, body=None, parameters=(), extra=None):
     operation = {"summary": summary, "parameters": [REQUEST_ID, *parameters],
                  "responses": {**responses, **COMMON}}
@@ -194,7 +203,7 @@ def build_spec(authenticated=False, rate_limit_policy=None):
     )
     for name, schema in [("Task", schemas.TaskSchema), ("TaskCreate", schemas.TaskCreateSchema),
                          ("TaskUpdate", schemas.TaskUpdateSchema), ("Error", schemas.ErrorSchema),
-                         ("Health", schemas.HealthSchema)]:
+                         ("Health", schemas.HealthSchema), ("Changes", schemas.ChangesSchema)]:
         spec.components.schema(name, schema=schema)
     spec.components.schemas["TaskUpdate"]["minProperties"] = 1  # at least one field
     task_list = {"type": "array", "items": TASK}
@@ -206,6 +215,14 @@ def build_spec(authenticated=False, rate_limit_policy=None):
                    parameters=[{"in": "query", "schema": schemas.ListQuerySchema}, IF_NONE_MATCH]),
         "post": _op("Create a task.", {"201": _ok("The new task.", TASK, "Location", "ETag", "Idempotent-Replayed")},
                     body="TaskCreate", parameters=[IDEMPOTENCY_KEY], extra=CREATE_EXTRA),
+    })
+    changed = _ok("What changed since `since` (or a snapshot), possibly nothing; has_more: call again at once.",
+                  "Changes", "ETag", "Cache-Control")
+    spec.path("/api/{user_id}/tasks/changes", parameters=[USER_ID], operations={
+        "get": _op("The change feed: tasks created or changed and ids deleted since a sync token; long-poll "
+                   "with wait (README: Keeping a client in sync).", {"200": changed, **NOT_MODIFIED},
+                   parameters=[{"in": "query", "schema": schemas.ChangesQuerySchema}, IF_NONE_MATCH],
+                   extra=SYNC_ERRORS),
     })
     spec.path("/api/{user_id}/tasks/{task_id}", parameters=[USER_ID, TASK_ID], operations={
         "get": _op("Get one task.", {"200": _ok("The task.", TASK, "ETag", "Cache-Control"), **NOT_MODIFIED},

@@ -153,6 +153,35 @@ class ListQuerySchema(Schema):
         return self._load_args(args)
 
 
+SYNC_LIMIT_DEFAULT = 500
+SYNC_WAIT_MAX = 25
+SYNC_LIMIT_MESSAGE = f"must be a whole number from 1 to {PAGE_LIMIT_MAX}."
+SYNC_WAIT_MESSAGE = f"must be a whole number of seconds from 0 to {SYNC_WAIT_MAX}."
+SYNC_TOKEN_DOC = "^[A-Za-z0-9_-]{76}$"  # sync.py's token: 57 bytes in base64url without padding
+
+
+class ChangesQuerySchema(Schema):
+    """Query string of GET /api/{user_id}/tasks/changes."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    since = fields.String(load_default=None, metadata={
+        "pattern": SYNC_TOKEN_DOC,
+        "description": "Opaque: the next of the previous answer. Without it, a snapshot of every task.",
+    })
+    limit = PageLimit(load_default=SYNC_LIMIT_DEFAULT, validate=validate.Range(1, PAGE_LIMIT_MAX,
+                      error=SYNC_LIMIT_MESSAGE), error_messages={"invalid": SYNC_LIMIT_MESSAGE}, metadata={
+        "description": f"At most this many changes and deletions in one answer (default {SYNC_LIMIT_DEFAULT}); "
+                       "has_more says whether more follow.",
+    })
+    wait = PageLimit(load_default=0, validate=validate.Range(0, SYNC_WAIT_MAX, error=SYNC_WAIT_MESSAGE),
+                     error_messages={"invalid": SYNC_WAIT_MESSAGE}, metadata={
+        "description": "Long-poll: while nothing has changed, hold the answer until a change commits or this "
+                       "many seconds pass (0-25, default 0).",
+    })
+
+
 class TaskSchema(Schema):
     """A task as the API returns it (shaped by the SQL in sql/queries/tasks.sql)."""
 
@@ -163,6 +192,21 @@ class TaskSchema(Schema):
     completed = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True, metadata={"example": "2026-11-26T13:29:37.123456Z"})
     updated_at = fields.DateTime(dump_only=True, metadata={"example": "2026-11-26T13:29:37.123456Z"})
+
+
+class ChangesSchema(Schema):
+    """An answer of GET /api/{user_id}/tasks/changes."""
+
+    changes = fields.List(fields.Nested(TaskSchema), dump_only=True, metadata={
+        "description": "Tasks created or changed after since (or, without since, every task): each once, in its "
+                       "current state, in the order the changes committed. Replace the local copy by id."})
+    deleted = fields.List(fields.Integer(), dump_only=True, metadata={
+        "description": "Ids of tasks deleted after since: remove them locally (an id never seen may appear)."})
+    next = fields.String(dump_only=True, metadata={
+        "description": "The token to send as since next time (the same one when nothing changed).",
+        "example": "AZ3f6cOlT2dNAAAAAAAAAAZ__________wAAAAAAAAAGAAZhup_GajnhrbQsIW0DMOiRXwAVFAlo"})
+    has_more = fields.Boolean(dump_only=True, metadata={
+        "description": "More changes follow: call again at once with since=next."})
 
 
 class ErrorSchema(Schema):
@@ -203,4 +247,5 @@ def parse_task_id(value):
 TASK_CREATE = TaskCreateSchema()
 TASK_UPDATE = TaskUpdateSchema()
 LIST_QUERY = ListQuerySchema()
+CHANGES_QUERY = ChangesQuerySchema()
 

@@ -30,7 +30,7 @@ TOTAL_TOMBSTONES = 100_000  # deletions of the big user, for the change feed's p
 SMALL_DELTA = 20  # the feed's plan checks read the changes after the user's latest seq less this
 API_PREFIXES = ("get_task", "update_task", "toggle_task", "delete_task", "list_tasks_", "get_list_version",
                 "create_task", "get_idempotency_answer", "delete_expired_idempotency_key",
-                "purge_idempotency_keys", "list_changes", "purge_tombstones")
+                "purge_idempotency_keys", "list_changes", "purge_tombstones", "get_change_heads")
 
 
 def api_statements():
@@ -135,7 +135,7 @@ def sample_params(conn, query, user):
               "idempotency_key": key[0] if key else "new-key", "request_hash": b"\x00" * 32,
               "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500,
               "max_tasks": 10_000, "after_seq": after, "after_id": 0, "gone_seq": after, "gone_id": 0,
-              "row_limit": 101, "retention": timedelta(days=30)}
+              "row_limit": 101, "retention": timedelta(days=30), "user_ids": [user]}
     return {name: values[name] for name in query.params}
 
 

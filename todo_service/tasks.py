@@ -4,11 +4,11 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.routing import BaseConverter
 
-from . import conditional, dao, idempotency, paging
+from . import conditional, dao, idempotency, longpoll, paging, sync
 from .errors import validation_error
 from .jsonbody import json_object
 from .responses import no_content
-from .schemas import LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
+from .schemas import CHANGES_QUERY, LIST_QUERY, TASK_CREATE, TASK_UPDATE, check_user_id, parse_task_id
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user:user_id>/tasks")
 
@@ -18,6 +18,14 @@ class UserIdConverter(BaseConverter):
 
     regex = "[\\s\\S]*?"
     part_isolating = False
+
+
+class TaskIdConverter(BaseConverter):
+    """Any path segment but `changes` (the change feed's own route), so validation answers 404 for a bad id
+    and the feed's path allows only its own methods."""
+
+    regex = "(?!changes(?![^/]))[^/]+"
+    part_isolating = True  # one segment, like the default converter
 
 
 def _load(loader, data):
@@ -56,12 +64,28 @@ def validate_user_id():
         raise validation_error(exc.messages[0], "user_id") from None
 
 
+@bp.after_request
+def after_write(response):
+    """A write that succeeded wakes this worker's long-polls of the user; a delete may purge old tombstones."""
+    if request.method != "GET" and 200 <= response.status_code < 300 and "user_id" in g:
+        longpoll.changed(g.user_id)
+        if request.method == "DELETE":
+            sync.purge_after_delete()
+    return response
+
+
 @bp.get("")
 def list_tasks():
     """List the user's tasks, whole or one page (limit, cursor); 304 when If-None-Match holds its tag."""
     args = _load(LIST_QUERY.load_args, request.args.to_dict())
     render = paging.renderer(g.user_id, args)  # a bad cursor is 400 here, before any tag is weighed
     return conditional.list_response(g.user_id, args, render)
+
+
+@bp.get("/changes")
+def list_changes():
+    """What changed since a sync token: tasks created or changed, ids deleted (long-poll with wait)."""
+    return sync.changes_response(g.user_id, _load(CHANGES_QUERY.load, request.args.to_dict()))
 
 
 @bp.post("")
@@ -74,14 +98,14 @@ def create_task():
     return conditional.task_response(row, 201, {"Location": f"{request.path}/{row['id']}"})
 
 
-@bp.get("/<task_id>")
+@bp.get("/<task:task_id>")
 def get_task(task_id):
     """Get one task (304 when If-None-Match holds its current tag)."""
     task_id, tags = _task_id(task_id), conditional.if_none_match()
     return conditional.get_task_response(dao.get_task(g.user_id, task_id), tags)
 
 
-@bp.put("/<task_id>")
+@bp.put("/<task:task_id>")
 def update_task(task_id):
     """Update any of a task's title, description and completed (with If-Match: only if unchanged)."""
     task_id = _task_id(task_id)
@@ -89,7 +113,7 @@ def update_task(task_id):
     return conditional.task_response(dao.update_task(g.user_id, task_id, changes, conditional.if_match()))
 
 
-@bp.patch("/<task_id>/complete")
+@bp.patch("/<task:task_id>/complete")
 def toggle_task(task_id):
     """Flip a task's completed flag (with If-Match: only if unchanged; with an Idempotency-Key: once)."""
     task_id, etags = _task_id(task_id), conditional.if_match()
@@ -98,7 +122,7 @@ def toggle_task(task_id):
     return conditional.task_response(dao.toggle_task(g.user_id, task_id, etags))
 
 
-@bp.delete("/<task_id>")
+@bp.delete("/<task:task_id>")
 def delete_task(task_id):
     """Delete a task (with If-Match: only if unchanged)."""
     dao.delete_task(g.user_id, _task_id(task_id), conditional.if_match())

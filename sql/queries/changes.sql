@@ -10,9 +10,9 @@
 -- (seq, id) order: tasks created or changed since (their current state, each at most once) and
 -- tombstones after (gone_seq, gone_id) (the caller moves that bound past what a new client need
 -- not hear of). The head row (kind 'head') holds the user's current seq, purged_seq (tombstones
--- up to it are gone), and expired: the oldest tombstone after the bound is older than the
--- retention. One statement, one snapshot: the head and the changes agree.
--- params: user_id, after_seq, after_id, gone_seq, gone_id, row_limit, retention
+-- up to it are gone), the database's clock (microseconds since 1970) and the epoch of this
+-- database's history (as get_sync_epoch). One statement, one snapshot: head and changes agree.
+-- params: user_id, after_seq, after_id, gone_seq, gone_id, row_limit
 -- index: tasks_user_change_idx and task_tombstones_pkey and task_list_versions_pkey
 WITH changed AS (
     SELECT
@@ -34,16 +34,6 @@ removed AS (
         AND (gone.seq, gone.task_id) > (%(gone_seq)s::bigint, %(gone_id)s::bigint)
     ORDER BY gone.seq, gone.task_id
     LIMIT %(row_limit)s
-),
-
-oldest AS (
-    SELECT gone.deleted_at < now() - %(retention)s::interval AS expired
-    FROM task_tombstones AS gone
-    WHERE
-        gone.user_id = %(user_id)s
-        AND (gone.seq, gone.task_id) > (%(gone_seq)s::bigint, %(gone_id)s::bigint)
-    ORDER BY gone.seq, gone.task_id
-    LIMIT 1
 ),
 
 head AS (
@@ -71,12 +61,27 @@ page AS (
 SELECT
     'head' AS kind, head.seq, null AS id, null AS user_id, null AS title, null AS description,
     null AS completed, null AS created_at, null AS updated_at, head.purged_seq,
-    coalesce((SELECT oldest.expired FROM oldest), false) AS expired
+    (extract(EPOCH FROM now()) * 1000000)::bigint AS now_us,
+    (
+        SELECT
+            substring(sha256(
+                keys.secret
+                || int8send((
+                    SELECT db.oid FROM pg_database AS db
+                    WHERE db.datname = current_database()
+                )::bigint)
+                || int8send((SELECT ctl.system_identifier FROM pg_control_system() AS ctl))
+                || int4send((SELECT cp.timeline_id FROM pg_control_checkpoint() AS cp))
+                || convert_to(coalesce(current_setting('neon.timeline_id', true), ''), 'UTF8')
+            ) FROM 1 FOR 8)
+        FROM signing_keys AS keys
+        WHERE keys.purpose = 'sync_epoch'
+    ) AS epoch
 FROM head
 UNION ALL
 SELECT
     page.kind, page.seq, page.id, page.user_id, page.title, page.description,
-    page.completed, page.created_at, page.updated_at, null AS purged_seq, null AS expired
+    page.completed, page.created_at, page.updated_at, null AS purged_seq, null AS now_us, null AS epoch
 FROM page;
 
 -- name: purge_tombstones :one
@@ -122,3 +127,15 @@ raised AS (
 
 SELECT count(*) AS purged
 FROM doomed;
+
+-- name: get_change_heads :many
+-- The current seq of each user a long-poll waits for (scope: the users waiting in one worker):
+-- the poller of todo_service/sync.py asks this every SYNC_POLL_MS while any request waits, and
+-- wakes the requests of the users whose seq moved. Users that never wrote have no row.
+-- params: user_ids
+-- index: task_list_versions_pkey
+SELECT
+    v.user_id,
+    v.seq
+FROM task_list_versions AS v
+WHERE v.user_id = any(%(user_ids)s::text[]);

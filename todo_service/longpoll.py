@@ -1,0 +1,184 @@
+"""Long-poll of the change feed: requests waiting for a user's next change, one registry per worker.
+
+A waiting request holds a worker thread but no database connection. It is woken
+
+- at once by a write of the same worker (`changed`, after every successful write request);
+- within SYNC_POLL_MS by a write anywhere else (another worker or instance): while anyone waits,
+  one poller thread per worker reads the head seq of every waiting user in one statement
+  (get_change_heads) and wakes those whose seq moved past what they last saw;
+- at once by shutdown (`release_all`, on SIGTERM from gunicorn.conf.py), so a draining worker
+  answers its waiters instead of holding them until the graceful timeout.
+
+No LISTEN/NOTIFY: its commit-time global lock would serialise every writer of the database, and a
+transaction-mode pooler (PgBouncer, Neon's pooled endpoint) cannot hold a LISTEN session.
+
+At most SYNC_MAX_WAITERS requests wait per worker; past the bound a request is answered at once,
+as with wait=0, rather than queued. gunicorn gives each worker that many threads beyond
+GUNICORN_THREADS, and at most GUNICORN_THREADS requests work at a time (a slot each, taken before
+any other hook runs and given back while waiting), so waiters never take a thread from other
+requests and the extra threads never crowd the connection pool. A `sync` worker cannot wait at all.
+"""
+
+import logging
+import threading
+import time
+import weakref
+
+import psycopg
+from flask import current_app, g
+
+from . import dao, metrics
+from .db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+IDLE_EXIT_SECONDS = 30.0  # a poller with no waiter for this long ends; the next waiter starts one
+_REGISTRIES = weakref.WeakSet()  # every registry of this process, for release_all
+_SHUTDOWN = threading.Event()
+
+
+class Waiter:
+    """One waiting request: its user, the seq its answer was read at, and what wakes it."""
+
+    __slots__ = ("event", "seen", "user_id")
+
+    def __init__(self, user_id, seen):
+        self.user_id, self.seen, self.event = user_id, seen, threading.Event()
+
+
+class Registry:
+    """The waiters of one app in one process, and the poller that watches their users' seqs."""
+
+    def __init__(self, app, max_waiters, poll_seconds, working):
+        self.app, self.max_waiters, self.poll_seconds = app, max_waiters, poll_seconds
+        self.slots = threading.BoundedSemaphore(working)  # requests doing work at once
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._by_user = {}  # user id -> set of Waiters
+        self._count = 0
+        self._poller = None
+
+    def enter(self, user_id, seen):
+        """A Waiter for `user_id` at `seen`, or None when the bound is reached or the worker stops."""
+        with self._lock:
+            if _SHUTDOWN.is_set():
+                return None
+            if self._count >= self.max_waiters:
+                metrics.count(metrics.SYNC_WAITS_REFUSED)
+                return None
+            waiter = Waiter(user_id, seen)
+            self._by_user.setdefault(user_id, set()).add(waiter)
+            self._count += 1
+            if self._poller is None:
+                self._poller = threading.Thread(target=self._poll, name="todo_service-longpoll", daemon=True)
+                self._poller.start()
+            self._arrived.notify()
+        metrics.sync_waiters(1)
+        return waiter
+
+    def leave(self, waiter):
+        """The request stops waiting (answered, timed out or woken)."""
+        with self._lock:
+            waiters = self._by_user.get(waiter.user_id)
+            if waiters is None or waiter not in waiters:
+                return
+            waiters.discard(waiter)
+            if not waiters:
+                del self._by_user[waiter.user_id]
+            self._count -= 1
+        metrics.sync_waiters(-1)
+
+    def wake(self, user_id, seq=None):
+        """Wake the user's waiters that have not seen `seq` yet (every one when seq is None)."""
+        with self._lock:
+            for waiter in self._by_user.get(user_id, ()):
+                if seq is None or seq > waiter.seen:
+                    waiter.event.set()
+
+    def wake_all(self):
+        with self._lock:
+            for waiters in self._by_user.values():
+                for waiter in waiters:
+                    waiter.event.set()
+
+    def _watched(self):
+        """{user id: lowest seq seen} of the waiting users; waits for one while there is none.
+        None when the poller has been idle too long and has ended."""
+        with self._lock:
+            idle_since = time.monotonic()
+            while not self._by_user:
+                left = IDLE_EXIT_SECONDS - (time.monotonic() - idle_since)
+                if left <= 0:
+                    self._poller = None
+                    return None
+                self._arrived.wait(left)
+            return {user: min(w.seen for w in waiters) for user, waiters in self._by_user.items()}
+
+    def _poll(self):
+        """The poller: every poll interval, one read of the waiting users' seqs; wake whom it concerns."""
+        failing = False
+        while (watched := self._watched()) is not None:
+            try:
+                with self.app.app_context():
+                    heads = dao.change_heads(sorted(watched))
+                failing = False
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                if not failing:  # once per outage, not every poll
+                    log.warning("long-poll: reading the waiting users' changes failed: %s", exc)
+                failing, heads = True, ()
+            for row in heads:
+                if row["seq"] > watched[row["user_id"]]:
+                    self.wake(row["user_id"], row["seq"])
+            time.sleep(self.poll_seconds)
+
+
+def wait(user_id, seen, seconds):
+    """Block up to `seconds` until a change for `user_id` past `seen` may have committed.
+
+    True when woken (read again), False on timeout; None when the request may not wait (bound
+    reached or shutting down): answer at once.
+    """
+    registry = current_app.extensions["todo_longpoll"]
+    waiter = registry.enter(user_id, seen)
+    if waiter is None:
+        return None
+    registry.slots.release()  # another request may work meanwhile
+    try:
+        woken = waiter.event.wait(seconds)
+    finally:
+        registry.leave(waiter)
+        registry.slots.acquire()
+    return woken and not _SHUTDOWN.is_set()
+
+
+def changed(user_id):
+    """A write for `user_id` committed in this process: its waiters read again now."""
+    current_app.extensions["todo_longpoll"].wake(user_id)
+
+
+def release_all():
+    """Shutdown: every waiter of this process answers now, and no request waits from here on."""
+    _SHUTDOWN.set()
+    for registry in list(_REGISTRIES):
+        registry.wake_all()
+
+
+def _take_slot():
+    current_app.extensions["todo_longpoll"].slots.acquire()
+    g.work_slot = True
+
+
+def _give_slot(exc):
+    if g.pop("work_slot", False):
+        current_app.extensions["todo_longpoll"].slots.release()
+
+
+def init_app(app):
+    """The worker's waiter registry (SYNC_MAX_WAITERS, SYNC_POLL_MS) and its GUNICORN_THREADS work slots;
+    call before any other request hook is registered."""
+    settings = app.config["SETTINGS"]
+    waiters = 0 if settings.worker_class == "sync" else settings.sync_max_waiters
+    registry = Registry(app, waiters, settings.sync_poll_ms / 1000, settings.threads)
+    app.extensions["todo_longpoll"] = registry
+    _REGISTRIES.add(registry)
+    app.before_request(_take_slot)
+    app.teardown_request(_give_slot)
