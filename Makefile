@@ -48,7 +48,7 @@ token: $(STAMP) ## Print a 1-hour token for USER signed with AUTH_JWT_SECRET: ma
 PGBOUNCER_TESTS := tests/test_tasks_api.py tests/test_validation.py tests/test_listing.py tests/test_listcache.py tests/test_errors.py \
 	tests/test_paging.py \
 	tests/test_http.py tests/test_integrity.py tests/test_migrate.py tests/test_startup.py tests/test_logging.py \
-	tests/test_fuzz.py tests/test_conditional.py tests/test_idempotency.py tests/test_statement_timeout.py tests/test_quota.py
+	tests/test_fuzz.py tests/test_conditional.py tests/test_idempotency.py tests/test_statement_timeout.py tests/test_quota.py tests/test_sync.py
 
 # $(call debian,NAME): make sure a Debian package's program exists; as root, install it.
 define debian

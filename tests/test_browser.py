@@ -257,6 +257,42 @@ def test_idempotency_keys_and_etags_work_from_javascript(open_tab, frontend, ser
     assert_exposed_headers_readable(stale, network)
 
 
+# A tab that keeps its list with the change feed: a snapshot, then long-polls, applying each answer.
+SYNC_LOOP = """({url, headers}) => {
+  window.tasks = new Map();
+  window.answers = 0;
+  (async () => {
+    let since = null;
+    for (;;) {
+      const query = since ? `?since=${encodeURIComponent(since)}&wait=20` : "";
+      const response = await fetch(url + query, {headers, credentials: "include"});
+      const answer = await response.json();
+      for (const task of answer.changes) window.tasks.set(task.id, task.title);
+      for (const id of answer.deleted) window.tasks.delete(id);
+      since = answer.next;
+      window.answers += 1;
+    }
+  })();
+}"""
+
+
+def test_a_tab_long_polling_the_change_feed_sees_another_tabs_writes(open_tab, frontend, service, clean_db):
+    user = "browser-sync"
+    auth, base = auth_headers(user), f"/api/{user}/tasks"
+    writer = open_tab(frontend.origin, service)
+    kept = writer.call("POST", base, {"title": "before"}, auth)["body"]
+    reader = open_tab(frontend.origin, service)
+    reader.page.evaluate(SYNC_LOOP, {"url": service.url(f"{base}/changes"), "headers": auth})
+    reader.page.wait_for_function("window.answers >= 1 && window.tasks.size === 1")
+    time.sleep(0.5)  # the reader's long-poll is now held by the service
+    held = reader.page.evaluate("window.answers")
+    created = writer.call("POST", base, {"title": "from the other tab"}, auth)["body"]
+    reader.page.wait_for_function(f"window.tasks.get({created['id']}) === 'from the other tab'")
+    assert reader.page.evaluate("window.answers") == held + 1  # one answer brought it: the held long-poll
+    assert writer.call("DELETE", f"{base}/{kept['id']}", None, auth)["status"] == 204
+    reader.page.wait_for_function(f"!window.tasks.has({kept['id']}) && window.tasks.size === 1")
+
+
 def test_a_json_post_goes_through_the_preflight(open_tab, frontend, service, sql_conn, clean_db):
     tab, user = open_tab(frontend.origin, service), "browser-preflight"
     result = tab.call("POST", f"/api/{user}/tasks", {"title": "preflighted"}, auth_headers(user))
