@@ -78,6 +78,13 @@ def test_migrations_may_use_a_direct_url():
     ({"IDEMPOTENCY_TTL_HOURS": "0"}, "IDEMPOTENCY_TTL_HOURS"),
     ({"DATABASE_PGBOUNCER_PREPARED": "sometimes"}, "DATABASE_PGBOUNCER_PREPARED"),
     ({"DOCS_ENABLED": "perhaps"}, "DOCS_ENABLED"),
+    ({"MAX_TASKS_PER_USER": "0"}, "MAX_TASKS_PER_USER"),
+    ({"SYNC_TOMBSTONE_DAYS": "a month"}, "SYNC_TOMBSTONE_DAYS"),
+    ({"SYNC_TOMBSTONE_DAYS": "0"}, "SYNC_TOMBSTONE_DAYS"),
+    ({"SYNC_MAX_WAITERS": "-1"}, "SYNC_MAX_WAITERS"),
+    ({"SYNC_POLL_MS": "1"}, "SYNC_POLL_MS"),
+    ({"METRICS_ENABLED": "perhaps"}, "METRICS_ENABLED"),
+    ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):

@@ -41,7 +41,7 @@ def create_app(test_config=None):
     app.url_map.converters["task"] = tasks.TaskIdConverter
     cors.init_app(app, settings.cors_origins)
     metrics.init_app(app)  # first: its clock starts before any other hook
-    longpoll.init_app(app)  # next: a request takes its work slot before anything else runs
+    longpoll.init_app(app)
     db.init_app(app)
     listcache.init_app(app)
     paging.init_app(app)

@@ -14,8 +14,8 @@ transaction-mode pooler (PgBouncer, Neon's pooled endpoint) cannot hold a LISTEN
 
 At most SYNC_MAX_WAITERS requests wait per worker; past the bound a request is answered at once,
 as with wait=0, rather than queued. gunicorn gives each worker that many threads beyond
-GUNICORN_THREADS, and at most GUNICORN_THREADS requests work at a time (a slot each, taken before
-any other hook runs and given back while waiting), so waiters never take a thread from other
+GUNICORN_THREADS, and at most GUNICORN_THREADS requests work at a time (a slot each, taken as the
+request enters the app and given back while waiting), so waiters never take a thread from other
 requests and the extra threads never crowd the connection pool. A `sync` worker cannot wait at all.
 """
 
@@ -25,7 +25,7 @@ import time
 import weakref
 
 import psycopg
-from flask import current_app, g
+from flask import current_app
 
 from . import dao, metrics
 from .db import DatabaseUnavailable
@@ -162,23 +162,26 @@ def release_all():
         registry.wake_all()
 
 
-def _take_slot():
-    current_app.extensions["todo_longpoll"].slots.acquire()
-    g.work_slot = True
+class WorkSlots:
+    """WSGI middleware: each request holds one of the registry's work slots while the app runs it."""
 
+    def __init__(self, wsgi_app, registry):
+        self.wsgi_app, self.registry = wsgi_app, registry
 
-def _give_slot(exc):
-    if g.pop("work_slot", False):
-        current_app.extensions["todo_longpoll"].slots.release()
+    def __call__(self, environ, start_response):
+        slots = self.registry.slots
+        slots.acquire()
+        try:
+            return self.wsgi_app(environ, start_response)  # bodies are bytes: nothing runs after this
+        finally:
+            slots.release()
 
 
 def init_app(app):
-    """The worker's waiter registry (SYNC_MAX_WAITERS, SYNC_POLL_MS) and its GUNICORN_THREADS work slots;
-    call before any other request hook is registered."""
+    """The worker's waiter registry (SYNC_MAX_WAITERS, SYNC_POLL_MS) and its GUNICORN_THREADS work slots."""
     settings = app.config["SETTINGS"]
     waiters = 0 if settings.worker_class == "sync" else settings.sync_max_waiters
     registry = Registry(app, waiters, settings.sync_poll_ms / 1000, settings.threads)
     app.extensions["todo_longpoll"] = registry
     _REGISTRIES.add(registry)
-    app.before_request(_take_slot)
-    app.teardown_request(_give_slot)
+    app.wsgi_app = WorkSlots(app.wsgi_app, registry)
