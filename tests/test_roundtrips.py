@@ -76,6 +76,7 @@ def test_every_request_costs_one_round_trip_and_a_fresh_list_two(path):
         return response
 
     try:
+        since = client.get(base + "/changes", headers=headers).get_json()["next"]  # reads the signing key once
         for run in range(RUNS):
             task = call("create", 201, "post", base, json={"title": f"task {run}"}).get_json()
             one = f"{base}/{task['id']}"
@@ -86,6 +87,9 @@ def test_every_request_costs_one_round_trip_and_a_fresh_list_two(path):
             call("kept list", 200, "get", base)
             call("fresh filtered list", 200, "get", base + "?status=pending&sort=title")
             call("kept filtered list", 200, "get", base + "?status=pending&sort=title")
+            call("changes snapshot", 200, "get", base + "/changes")
+            answer = call("changes since", 200, "get", base + "/changes", query_string={"since": since})
+            since = answer.get_json()["next"]
             call("delete", 204, "delete", one)
             call("get missing", 404, "get", one)
             call("delete missing", 404, "delete", one)

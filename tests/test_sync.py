@@ -256,28 +256,50 @@ def test_a_token_whose_deletions_were_purged_is_410_and_newer_ones_work(app, cli
     client.delete(f"{BASE}/{task['id']}")
     sql_conn.execute("UPDATE task_tombstones SET deleted_at = now() - interval '31 days'")
     with app.app_context():
-        app.extensions["todo_sync"]["next_purge"] = 0.0
-        sync.purge_after_delete()
-    assert sql_conn.execute("SELECT count(*) AS n FROM task_tombstones").fetchone()["n"] == 0
+        sync.purge_batch()
+    assert tombstones(sql_conn) == 0
     expired(client, before)
     after = feed(client)
     assert after["changes"] == [kept]
     assert feed(client, after["next"])["changes"] == []
 
 
+def old_tombstones(sql_conn, count, recent=True):
+    """`count` tombstones of alice's past the retention, and with `recent`, one that is not."""
+    sql_conn.execute("""INSERT INTO task_tombstones (user_id, seq, task_id, deleted_at)
+                        SELECT 'alice', n, 1000000 + n, now() - interval '40 days' FROM generate_series(1, %s) n""",
+                     (count,))
+    if recent:
+        sql_conn.execute("INSERT INTO task_tombstones (user_id, seq, task_id) VALUES ('alice', 5000, 9999999)")
+
+
+def tombstones(sql_conn):
+    return sql_conn.execute("SELECT count(*) AS n FROM task_tombstones").fetchone()["n"]
+
+
 def test_tombstones_are_purged_in_bounded_batches(app, client, sql_conn):
     create(client, "keep")
-    sql_conn.execute("""INSERT INTO task_tombstones (user_id, seq, task_id, deleted_at)
-                        SELECT 'alice', n, 1000000 + n, now() - interval '40 days' FROM generate_series(1, 1200) n""")
-    sql_conn.execute("INSERT INTO task_tombstones (user_id, seq, task_id) VALUES ('alice', 5000, 9999999)")
-    counts = []
+    old_tombstones(sql_conn, 1200)
     with app.app_context():
-        for _ in range(5):
-            sync.purge_after_delete()
-            counts.append(sql_conn.execute("SELECT count(*) AS n FROM task_tombstones").fetchone()["n"])
-    assert counts == [701, 201, 1, 1, 1]  # 500 a batch, again at once while full, then not for a minute
+        assert [sync.purge_batch() for _ in range(4)] == [500, 500, 200, 0]  # the recent one stays
+    assert tombstones(sql_conn) == 1
     assert sql_conn.execute("SELECT purged_seq FROM task_list_versions WHERE user_id = 'alice'"
                             ).fetchone()["purged_seq"] == 1200
+
+
+def test_a_delete_purges_the_backlog_in_the_background_at_most_once_a_minute(app, client, sql_conn):
+    task, kept = create(client, "doomed"), create(client, "kept")
+    old_tombstones(sql_conn, 1200)
+    app.extensions["todo_sync"]["next_purge"] = 0.0  # as if the process had run for a minute
+    assert client.delete(f"{BASE}/{task['id']}").status_code == 204
+    deadline = time.monotonic() + 20
+    while tombstones(sql_conn) > 2:  # the two recent ones stay (the insert's and this delete's)
+        assert time.monotonic() < deadline, tombstones(sql_conn)
+        time.sleep(0.05)
+    old_tombstones(sql_conn, 10, recent=False)
+    assert client.delete(f"{BASE}/{kept['id']}").status_code == 204
+    time.sleep(1)
+    assert tombstones(sql_conn) == 2 + 10 + 1  # not again within the minute
 
 
 @pytest.fixture

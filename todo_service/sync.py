@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import logging
 import struct
+import threading
 import time
 from typing import NamedTuple
 
@@ -55,6 +56,7 @@ MAX_ID = 2**63 - 1
 OTHER_HISTORY_BYTES = 2  # epoch bytes a tampered token may differ in; another history's differ in more
 PURGE_EVERY_SECONDS = 60.0
 PURGE_BATCH = 500
+PURGE_PAUSE_SECONDS = 0.05  # between full batches of a backlog, so a purge never hogs the database
 INVALID = ("since is not a sync token of this user; send the next of an earlier answer of this endpoint, "
            "or start without since.")
 EXPIRED = ("This sync token can no longer be answered exactly ({reason}); resync from scratch: call again "
@@ -209,21 +211,35 @@ def changes_response(user_id, args):
 
 
 def purge_after_delete():
-    """After a delete committed: a batch of tombstones past the retention goes, at most once a minute
-    per process (at once again while batches come back full). A failure is logged, never answered."""
+    """After a delete committed: at most once a minute per process (the first a minute after start),
+    tombstones past the retention are purged on a thread of their own, so no request waits for it."""
     state = _state()
     now = time.monotonic()
     if now < state["next_purge"]:
         return
     state["next_purge"] = now + PURGE_EVERY_SECONDS
-    try:
-        if dao.purge_tombstones(state["retention_us"], PURGE_BATCH) >= PURGE_BATCH:
-            state["next_purge"] = 0.0
-    except (DatabaseUnavailable, psycopg.Error) as exc:
-        log.warning("purging old tombstones failed: %s", exc)
+    app = current_app._get_current_object()
+    threading.Thread(target=_purge_backlog, args=(app,), name="todo_service-tombstones", daemon=True).start()
+
+
+def _purge_backlog(app):
+    """Batches of PURGE_BATCH until one comes back short; a failure is logged and waits for the next turn."""
+    with app.app_context():
+        try:
+            while purge_batch() >= PURGE_BATCH:
+                time.sleep(PURGE_PAUSE_SECONDS)
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("purging old tombstones failed: %s", exc)
+
+
+def purge_batch():
+    """Delete one batch of tombstones past the retention (one statement); how many went."""
+    return dao.purge_tombstones(_state()["retention_us"], PURGE_BATCH)
 
 
 def init_app(app):
-    """Retention from SYNC_TOMBSTONE_DAYS; the signing key is read on first use."""
+    """Retention from SYNC_TOMBSTONE_DAYS; the signing key is read on first use; the first purge is due a
+    minute after start."""
     days = app.config["SETTINGS"].sync_tombstone_days
-    app.extensions["todo_sync"] = {"key": None, "retention_us": round(days * 86_400_000_000), "next_purge": 0.0}
+    app.extensions["todo_sync"] = {"key": None, "retention_us": round(days * 86_400_000_000),
+                                   "next_purge": time.monotonic() + PURGE_EVERY_SECONDS}
