@@ -125,6 +125,9 @@ class Registry:
                 if not failing:  # once per outage, not every poll
                     log.warning("long-poll: reading the waiting users' changes failed: %s", exc)
                 failing, heads = True, ()
+            except Exception:  # never let the poller die: the waiters would only time out from then on
+                log.exception("long-poll: the poller failed")
+                heads = ()
             for row in heads:
                 if row["seq"] > watched[row["user_id"]]:
                     self.wake(row["user_id"], row["seq"])
