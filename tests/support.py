@@ -14,6 +14,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from todo_service import dao
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 LOG_DIR = ROOT / ".data" / "test-logs"  # git-ignored; emptied at the start of each test session
@@ -87,6 +89,21 @@ def count_calls(monkeypatch, owner, name):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+def count_task_reads(monkeypatch, name):
+    """The arguments of every call of `dao.name` (list_tasks, list_page) from now on that read tasks,
+    not only the list version; the real function still runs."""
+    calls, real = [], getattr(dao, name)
+
+    def counting(*args, **kwargs):
+        version, rows = real(*args, **kwargs)
+        if rows is not None:
+            calls.append(args)
+        return version, rows
+
+    monkeypatch.setattr(dao, name, counting)
     return calls
 
 

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from tests.conftest import settings_for
-from tests.support import auth_headers, count_calls, path_user
+from tests.support import auth_headers, count_task_reads, path_user
 from tests.test_tasks_api import create
-from todo_service import create_app, dao, db
+from todo_service import create_app, db
 from todo_service.listcache import ENTRY_OVERHEAD, ListCache
 from todo_service.migrate import MIGRATION_DIR, migrate
 from todo_service.queries import QUERIES
@@ -30,8 +30,8 @@ def listed(client, user="keeper"):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Counts the lists read from the database (the real reads, only counted)."""
-    return count_calls(monkeypatch, dao, "list_tasks")
+    """Counts the lists whose tasks were read from the database (the real reads, only counted)."""
+    return count_task_reads(monkeypatch, "list_tasks")
 
 
 def test_an_unchanged_list_is_served_without_reading_the_tasks_again(client, reads):
@@ -189,21 +189,22 @@ def test_the_cache_keeps_the_most_recently_used_within_its_size():
     cache = ListCache(max_bytes=3 * (len(body) + ENTRY_OVERHEAD))
     for user in "abc":
         cache.put((user,), 1, body)
-    assert cache.get(("a",), 1) == (body, None)  # a is now the most recently used
+    assert cache.get(("a",)) == (1, body, None)  # a is now the most recently used
     cache.put(("d",), 1, body)
-    assert cache.get(("b",), 1) is None
-    assert all(cache.get((user,), 1) == (body, None) for user in "acd")
-    assert cache.get(("a",), 2) is None  # another version: not served
+    assert cache.get(("b",)) is None
+    assert all(cache.get((user,)) == (1, body, None) for user in "acd")
+    cache.put(("a",), 2, body)  # a newer version replaces the entry
+    assert cache.get(("a",)) == (2, body, None)
     cache.put(("huge",), 1, b"x" * cache.max_bytes)
-    assert cache.get(("huge",), 1) is None and cache.get(("a",), 1) == (body, None)
+    assert cache.get(("huge",)) is None and cache.get(("a",)) == (2, body, None)
 
 
 def test_a_kept_page_keeps_its_link_and_counts_it():
     cache = ListCache(max_bytes=2 * (1000 + ENTRY_OVERHEAD))
     cache.put(("page",), 1, b"[]", "<next>; rel=\"next\"")
-    assert cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
+    assert cache.get(("page",)) == (1, b"[]", "<next>; rel=\"next\"")
     cache.put(("big",), 1, b"x" * 1000, "c" * (1001 + ENTRY_OVERHEAD))  # together one byte too big
-    assert cache.get(("big",), 1) is None and cache.get(("page",), 1) == (b"[]", "<next>; rel=\"next\"")
+    assert cache.get(("big",)) is None and cache.get(("page",)) == (1, b"[]", "<next>; rel=\"next\"")
 
 
 def test_migration_gives_existing_users_a_version(empty_database, tmp_path):

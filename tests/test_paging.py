@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import settings_for
-from tests.support import auth_headers
+from tests.support import auth_headers, count_task_reads
 from tests.test_tasks_api import create
 from todo_service import create_app, dao, db
 
@@ -413,15 +413,8 @@ def test_a_bad_cursor_never_reads_the_database_for_tasks(client, tasks, monkeypa
 
 @pytest.fixture
 def page_reads(monkeypatch):
-    """Counts the pages read from the database (the real reads, only counted)."""
-    counted, real = [], dao.list_page
-
-    def counting(*args):
-        counted.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(dao, "list_page", counting)
-    return counted
+    """Counts the pages whose tasks were read from the database (the real reads, only counted)."""
+    return count_task_reads(monkeypatch, "list_page")
 
 
 def test_a_kept_page_is_served_only_while_the_list_is_unchanged(client, tasks, page_reads):

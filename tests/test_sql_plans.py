@@ -14,8 +14,9 @@ import re
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from todo_service.dao import LIST_QUERIES
+from todo_service.dao import LIST_QUERIES, STATUS_FLAG
 from todo_service.migrate import migrate
 from todo_service.queries import QUERIES
 from todo_service.scratch import scratch_database
@@ -148,3 +149,25 @@ def test_page_statements_keep_to_the_index_in_the_generic_plan_and_for_a_typical
         if case_name == name and position != "last":
             plan = explain(big_db, query, params)[0][0][0]["Plan"]
             _check_page_plan(plan, query, f"{name}, {position} page of {TYPICAL_USER}", PAGE_BUDGET)
+
+
+ORDER_KEY = {"created": sql.SQL("created_at"), "updated": sql.SQL("updated_at"), "title": sql.SQL("lower(title)")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("user", [TYPICAL_USER, BIG_USER])
+@pytest.mark.parametrize("status,sort,order", sorted(LIST_QUERIES))
+def test_a_list_read_with_its_head_row_keeps_the_order_of_its_index(big_db, user, status, sort, order):
+    """The head row joins the tasks laterally (one outer row), so they come out in the inner ORDER BY's order."""
+    query = QUERIES[LIST_QUERIES[(status, sort, order)]]
+    params = {"user_id": user, "known_versions": []}
+    if status != "all":
+        params["completed"] = STATUS_FLAG[status]
+    with big_db.cursor() as cur:
+        listed = [row[0] for row in query.run(cur, **params) if row[0] is not None]  # none: one row of nulls
+    direction = sql.SQL(order.upper())
+    plain = sql.SQL("SELECT id FROM tasks WHERE user_id = %(user_id)s {} ORDER BY {} {}, id {}").format(
+        sql.SQL("") if status == "all" else sql.SQL("AND completed = %(completed)s"), ORDER_KEY[sort], direction,
+        direction)
+    expected = [row[0] for row in big_db.execute(plain, params)]
+    assert listed == expected, f"{query.name} for {user}: not in its ORDER BY's order"

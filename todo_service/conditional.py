@@ -19,6 +19,7 @@ match; `*` means "if the task exists"), checked by the very SQL statement that w
 
 import hashlib
 import re
+import uuid
 
 import orjson
 from flask import Response, request
@@ -34,6 +35,7 @@ from .responses import json_bytes_response, json_response
 _TAG = r'(W/)?"[\x21\x23-\x7E\x80-\xFF]*"'
 ETAG_LIST_PATTERN = rf'^[ \t]*(\*|(,[ \t]*)*{_TAG}([ \t]*,([ \t]*{_TAG})?)*)[ \t]*$'
 ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
+VERSION_HEX = re.compile("[0-9a-f]{32}")  # a list version in a list tag (uuid.hex)
 GET_CACHE_CONTROL = "private, no-cache"  # per-user data: revalidate every time, never share
 ERROR_CACHE_CONTROL = "no-store"
 
@@ -84,28 +86,44 @@ def get_task_response(row, tags):
     return task_response(row)
 
 
+def _query_digest(args):
+    """The part of a list's tag that names the list: a digest of its validated query arguments."""
+    return hashlib.blake2b(orjson.dumps(sorted(args.items()), default=str), digest_size=8).hexdigest()
+
+
 def list_etag(version, args):
     """The tag of the list `args` selects, at the user's list `version`."""
-    query = orjson.dumps(sorted(args.items()), default=str)
-    return f"{version.hex}-{hashlib.blake2b(query, digest_size=8).hexdigest()}"
+    return f"{version.hex}-{_query_digest(args)}"
+
+
+def _tagged_versions(tags, digest):
+    """The list versions named by those of `tags` that were made for the list `digest` names."""
+    if tags is None:
+        return ()
+    suffix = f"-{digest}"
+    return tuple(uuid.UUID(tag[:32]) for tag in tags.as_set(include_weak=True)
+                 if len(tag) == 32 + len(suffix) and tag.endswith(suffix) and VERSION_HEX.fullmatch(tag, 0, 32))
 
 
 def list_response(user_id, args, render):
     """The list `args` selects, or 304 when If-None-Match holds its tag.
 
-    `render(version)` returns the list's JSON and, for a page, its Link to the next one (or None).
-    An unchanged list costs the list-version read and nothing else. A user without a version (never
-    wrote, or the versions were truncated) gets a tag made from the body itself.
+    `render(known)` returns the list's version, JSON and, for a page, its Link to the next one (or
+    None), reading the version and the tasks in one statement; the JSON is None when the version is
+    one of `known`, the versions the client's tags name, for that is a 304. A user without a version
+    (never wrote, or the versions were truncated) gets a tag made from the body itself. `*` is
+    weighed on the version alone, read first.
     """
     tags = if_none_match()
-    version = dao.list_version(user_id)
+    digest = _query_digest(args)
+    if tags is not None and tags.star_tag and (version := dao.list_version(user_id)) is not None:
+        return not_modified(f"{version.hex}-{digest}")
+    version, body, link = render(_tagged_versions(tags, digest))
     if version is not None:
-        tag = list_etag(version, args)
+        tag = f"{version.hex}-{digest}"
         if tags is not None and tags.contains_weak(tag):
-            return not_modified(tag)  # before the list is read or encoded
-        body, link = render(version)
+            return not_modified(tag)  # nothing was encoded, nor read when the client named this version
     else:
-        body, link = render(None)
         tag = "b" + hashlib.blake2b(body, digest_size=16).hexdigest()
         if tags is not None and tags.contains_weak(tag):
             return not_modified(tag)

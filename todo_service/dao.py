@@ -62,22 +62,39 @@ def _matched(row):
     return row
 
 
-def list_tasks(user_id, status, sort, order):
-    """The user's tasks, filtered and ordered as asked."""
-    name = LIST_QUERIES[(status, sort, order)]
-    if status == "all":
-        return run(name, user_id=user_id)
-    return run(name, user_id=user_id, completed=STATUS_FLAG[status])
+def _versioned(rows, known_versions):
+    """(list version or None, tasks) from a list statement's rows; tasks None when the version is known.
+
+    The statement always answers at least one row: with the tasks' columns null when it read none.
+    """
+    version = rows[0]["list_version"]
+    if rows[0]["id"] is None:
+        return version, None if version is not None and version in known_versions else []
+    for row in rows:
+        del row["list_version"]
+    return version, rows
 
 
-def list_page(user_id, status, sort, order, row_limit, after=None):
-    """Up to `row_limit` of the user's tasks in list order, after the boundary (sort key, id) if given."""
-    params = {"user_id": user_id, "row_limit": row_limit}
+def list_tasks(user_id, status, sort, order, known_versions=()):
+    """(the user's list version, their tasks filtered and ordered as asked), in one statement.
+
+    The tasks are None, not read, when the version is one of `known_versions`.
+    """
+    params = {"user_id": user_id, "known_versions": list(known_versions)}
+    if status != "all":
+        params["completed"] = STATUS_FLAG[status]
+    return _versioned(run(LIST_QUERIES[(status, sort, order)], **params), known_versions)
+
+
+def list_page(user_id, status, sort, order, row_limit, after=None, known_versions=()):
+    """(list version, up to `row_limit` of the user's tasks in list order after the boundary (sort key, id)
+    if given), in one statement; the tasks None, not read, when the version is one of `known_versions`."""
+    params = {"user_id": user_id, "row_limit": row_limit, "known_versions": list(known_versions)}
     if status != "all":
         params["completed"] = STATUS_FLAG[status]
     if after is not None:
         params["after_key"], params["after_id"] = after
-    return run(PAGE_QUERIES[(status, sort, order, after is not None)], **params)
+    return _versioned(run(PAGE_QUERIES[(status, sort, order, after is not None)], **params), known_versions)
 
 
 def signing_key(purpose):
@@ -87,7 +104,9 @@ def signing_key(purpose):
 
 
 def list_version(user_id):
-    """The version of the user's lists (changes with every change to their tasks), or None if unknown."""
+    """The version of the user's lists (changes with every change to their tasks), or None if unknown.
+
+    Alone, for `If-None-Match: *`; a list reads it with its tasks (list_tasks, list_page)."""
     row = run("get_list_version", user_id=user_id)
     return None if row is None else row["version"]
 

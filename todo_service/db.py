@@ -113,7 +113,10 @@ class PooledConnection(psycopg.Connection):
 
 def _sent_as(value):
     """The PostgreSQL type psycopg sends `value` as, as far as it varies for one Python type: an int
-    goes as int2, int4, int8 or numeric by its size."""
+    goes as int2, int4, int8 or numeric by its size, a list as an array of its items' type (an empty
+    one as unknown)."""
+    if type(value) is list:
+        return list, type(value[0]) if value else None
     if type(value) is not int:
         return type(value)
     if -(2**15) <= value < 2**15:

@@ -1,9 +1,10 @@
 """Rendered task lists, kept per worker and served only while the user's list version is unchanged.
 
-A user's list version (migration 0004) changes with every committed change to their tasks, so one
-primary-key read tells whether a kept rendering is still exactly what the database holds. A big
-list then costs that read instead of reading, converting and encoding every task again: 6,667
-tasks are 1.3 MB of JSON and about 25 ms of CPU (docs/performance.md).
+A user's list version (migration 0004) changes with every committed change to their tasks. A list
+statement reads it together with the tasks, and skips the tasks when the version is one whose
+rendering is kept here (or held by the client, for a 304): a kept list then costs one primary-key
+read instead of reading, converting and encoding every task again (6,667 tasks are 1.3 MB of JSON
+and about 25 ms of CPU, docs/performance.md), and a list read afresh is still one round trip.
 """
 
 import threading
@@ -18,7 +19,6 @@ ENTRY_OVERHEAD = 512  # bytes an entry costs besides its body and link: key, tup
 # orjson's output keeps up to 4 KB of spare capacity; a small body is copied to its exact size so
 # that the limit counts what the cache really holds.
 EXACT_COPY_BELOW = 64 * 1024
-UNREAD = object()  # the version when the caller has not read it
 
 
 class ListCache:
@@ -32,13 +32,10 @@ class ListCache:
         self._entries = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
         self._lock = threading.Lock()
 
-    def get(self, key, version):
-        """(body, link) kept for `key` if it was rendered at `version`, else None."""
+    def get(self, key):
+        """(version, body, link) kept for `key`, or None."""
         with self._lock:
-            entry = self._entries.get(key)
-        found = entry is not None and entry[0] == version
-        metrics.list_cache_lookup(found)
-        return entry[1:] if found else None
+            return self._entries.get(key)
 
     def put(self, key, version, body, link=None):
         """Keep `body` as rendered at `version`; a body larger than the whole cache is not kept."""
@@ -53,43 +50,42 @@ def _entry_size(entry):
     return len(entry[1]) + len(entry[2] or "") + ENTRY_OVERHEAD
 
 
-def _kept(user_id, key, render, version=UNREAD):
-    """`render()`'s (body, link), or the one kept for `key` while the user's lists are unchanged.
+def _kept(key, known, read, encode):
+    """(version, body, link) of the list `key` names, in one round trip.
 
-    `version`: the user's list version when the caller has read it already (None: no version known).
+    `read(versions)` returns (version, rows), rows None when the version is one of `versions`;
+    `encode(rows)` returns (body, link). The body is the one kept for `key` while its version is
+    current, else `encode` of the rows read afresh; None when the version is one of `known` (the
+    versions the client holds: the caller answers 304) and nothing is kept for it.
     """
     cache = current_app.extensions["todo_lists"]
-    if cache is None:
-        return render()
-    # The version is read before the rows, so the rows are at least as new as the version they
-    # are kept under: a change committed in between makes the next read miss, never serve stale.
-    if version is UNREAD:
-        version = dao.list_version(user_id)
-    if version is not None and (kept := cache.get(key, version)) is not None:
-        return kept
-    rendered = render()
-    if version is not None:
-        cache.put(key, version, *rendered)
-    return rendered
+    entry = None if cache is None else cache.get(key)
+    version, rows = read(known if entry is None else (*known, entry[0]))
+    hit = entry is not None and entry[0] == version
+    if cache is not None and version is not None and version not in known:
+        metrics.list_cache_lookup(hit)
+    if rows is None:
+        return (version, *entry[1:]) if hit else (version, None, None)
+    body, link = encode(rows)
+    if cache is not None and version is not None:
+        cache.put(key, version, body, link)
+    return version, body, link
 
 
-def list_json(user_id, status, sort, order, version=UNREAD):
-    """The user's tasks, filtered and ordered as asked, as JSON bytes.
-
-    `version`: the user's list version when the caller has read it already (None: no version known).
-    """
-    body, _ = _kept(user_id, (user_id, status, sort, order),
-                    lambda: (orjson.dumps(dao.list_tasks(user_id, status, sort, order)), None), version)
-    return body
+def list_json(user_id, status, sort, order, known=()):
+    """(list version, the user's tasks filtered and ordered as asked as JSON bytes, None): see _kept."""
+    return _kept((user_id, status, sort, order), known,
+                 lambda versions: dao.list_tasks(user_id, status, sort, order, versions),
+                 lambda rows: (orjson.dumps(rows), None))
 
 
-def page_json(user_id, args, render, version=UNREAD):
-    """One page of a list: `render()`'s (JSON bytes, Link to the next page or None), kept under the whole query.
+def page_json(user_id, args, read, encode, known=()):
+    """(list version, one page's JSON, its Link to the next page or None): see _kept.
 
     `args` holds the validated status, sort, order, limit and cursor; together they name the page.
     """
     key = (user_id, args["status"], args["sort"], args["order"], args["limit"], args["cursor"])
-    return _kept(user_id, key, render, version)
+    return _kept(key, known, read, encode)
 
 
 def init_app(app):

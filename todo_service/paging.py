@@ -110,10 +110,10 @@ def open_cursor(user_id, args):
     return (key, after_id), limit
 
 
-def read_page(user_id, args, after):
-    """(JSON of up to `limit` tasks after the boundary `after`, the Link to the next page or None)."""
+def encode_page(user_id, args, rows):
+    """(JSON of up to `limit` of `rows`, the Link to the next page or None); `rows` holds one more
+    than a page when more follow."""
     status, sort, order, limit = args["status"], args["sort"], args["order"], args["limit"]
-    rows = dao.list_page(user_id, status, sort, order, limit + 1, after)  # one more: do more follow?
     link = None
     if len(rows) > limit:
         del rows[limit:]
@@ -131,20 +131,24 @@ def next_link(args, cursor):
 
 
 def renderer(user_id, args):
-    """`render(version)` -> (JSON, Link or None) of what `args` asks for: the whole list, or with a
-    limit, a cursor or both, one page.
+    """`render(known)` -> (list version, JSON or None, Link or None) of what `args` asks for: the
+    whole list, or with a limit, a cursor or both, one page (listcache._kept says when JSON is None).
 
     The cursor is checked here, before anything is read: a bad one is 400 naming `cursor`.
     """
+    status, sort, order = args["status"], args["sort"], args["order"]
     if args["limit"] is None and args["cursor"] is None:
-        status, sort, order = args["status"], args["sort"], args["order"]
-        return lambda version: (listcache.list_json(user_id, status, sort, order, version), None)
+        return lambda known: listcache.list_json(user_id, status, sort, order, known)
     after = None
     if args["cursor"] is not None:
         after, cursor_limit = open_cursor(user_id, args)
         if args["limit"] is None:
             args["limit"] = cursor_limit
-    return lambda version: listcache.page_json(user_id, args, lambda: read_page(user_id, args, after), version)
+
+    def read(versions):  # one more row than a page: do more follow?
+        return dao.list_page(user_id, status, sort, order, args["limit"] + 1, after, versions)
+
+    return lambda known: listcache.page_json(user_id, args, read, lambda rows: encode_page(user_id, args, rows), known)
 
 
 def init_app(app):

@@ -53,7 +53,9 @@ def page_cases(conn, user):
     cases = []
     for key, list_name in sorted(LIST_QUERIES.items()):
         status, sort, _ = key
-        params = {"user_id": user} if status == "all" else {"user_id": user, "completed": STATUS_FLAG[status]}
+        params = {"user_id": user, "known_versions": []}  # no version known: the tasks are read
+        if status != "all":
+            params["completed"] = STATUS_FLAG[status]
         with conn.cursor(row_factory=dict_row) as cur:
             rows = QUERIES[list_name].run(cur, **params)
         ids = [row["id"] for row in rows]
@@ -135,7 +137,7 @@ def sample_params(conn, query, user):
               "idempotency_key": key[0] if key else "new-key", "request_hash": b"\x00" * 32,
               "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500,
               "max_tasks": 10_000, "after_seq": after, "after_id": 0, "gone_seq": after, "gone_id": 0,
-              "row_limit": 101, "retention": timedelta(days=30), "user_ids": [user]}
+              "row_limit": 101, "retention": timedelta(days=30), "user_ids": [user], "known_versions": []}
     return {name: values[name] for name in query.params}
 
 

@@ -4,6 +4,16 @@
 -- ORDER BY names tasks.created_at / tasks.updated_at: the bare names would mean the formatted text
 -- columns of the select list, which no index can serve.
 
+-- Lists (and the pages of sql/queries/task_pages.sql) read the user's head row in the same statement:
+-- every row carries list_version, the user's list version (the key of the kept lists and of list
+-- ETags), so a list read afresh is one round trip, and the rows are exactly those of that version
+-- (one statement, one snapshot). known_versions are the versions whose rendering the caller holds
+-- (a kept list, the client's If-None-Match): when the version is one of them, the tasks are not
+-- read at all and one row comes back, the tasks' columns null. No head row: list_version is null
+-- and the tasks are read. An empty list is also one row of nulls. The tasks come out in the order
+-- of the inner ORDER BY: the outer side of the lateral join is a single row, so the nested loop
+-- emits the inner rows as the index scan yields them (tests/test_sql_plans.py checks the order).
+
 -- Writes. Every write statement also takes the change in the user's head row (task_list_versions,
 -- migration 0007): a new random version, the next seq, and for creates and deletes the task count.
 -- That row's lock is held until the write commits, so a user's writes commit in seq order, which
@@ -289,135 +299,255 @@ FROM head, generate_series(1, %(count)s::integer) AS g;
 
 -- name: list_tasks_all_created_asc :many
 -- List all tasks of a user, by creation time ascending; ties by id.
--- params: user_id
--- index: tasks_user_created_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_created_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY tasks.created_at ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.created_at ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_all_created_desc :many
 -- List all tasks of a user, by creation time descending; ties by id.
--- params: user_id
--- index: tasks_user_created_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_created_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY tasks.created_at DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.created_at DESC, id DESC
+) AS task ON true;
 
 -- name: list_tasks_all_updated_asc :many
 -- List all tasks of a user, by last change ascending; ties by id.
--- params: user_id
--- index: tasks_user_updated_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_updated_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY tasks.updated_at ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.updated_at ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_all_updated_desc :many
 -- List all tasks of a user, by last change descending; ties by id.
--- params: user_id
--- index: tasks_user_updated_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_updated_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY tasks.updated_at DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.updated_at DESC, id DESC
+) AS task ON true;
 
 -- name: list_tasks_all_title_asc :many
 -- List all tasks of a user, by title, case-insensitive, ascending; ties by id.
--- params: user_id
--- index: tasks_user_title_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_title_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY lower(title) ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY lower(title) ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_all_title_desc :many
 -- List all tasks of a user, by title, case-insensitive, descending; ties by id.
--- params: user_id
--- index: tasks_user_title_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, known_versions
+-- index: tasks_user_title_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s
-ORDER BY lower(title) DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY lower(title) DESC, id DESC
+) AS task ON true;
 
 -- name: list_tasks_by_status_created_asc :many
 -- List a user's tasks with the given completed flag, by creation time ascending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_created_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_created_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY tasks.created_at ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.created_at ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_by_status_created_desc :many
 -- List a user's tasks with the given completed flag, by creation time descending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_created_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_created_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY tasks.created_at DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.created_at DESC, id DESC
+) AS task ON true;
 
 -- name: list_tasks_by_status_updated_asc :many
 -- List a user's tasks with the given completed flag, by last change ascending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_updated_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_updated_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY tasks.updated_at ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.updated_at ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_by_status_updated_desc :many
 -- List a user's tasks with the given completed flag, by last change descending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_updated_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_updated_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY tasks.updated_at DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY tasks.updated_at DESC, id DESC
+) AS task ON true;
 
 -- name: list_tasks_by_status_title_asc :many
 -- List a user's tasks with the given completed flag, by title, case-insensitive, ascending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_title_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_title_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY lower(title) ASC, id ASC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY lower(title) ASC, id ASC
+) AS task ON true;
 
 -- name: list_tasks_by_status_title_desc :many
 -- List a user's tasks with the given completed flag, by title, case-insensitive, descending; ties by id.
--- params: user_id, completed
--- index: tasks_user_status_title_idx
+-- With the user's list version (the head row), in one statement; see the top of this file.
+-- params: user_id, completed, known_versions
+-- index: tasks_user_status_title_idx and task_list_versions_pkey (the head row)
 SELECT
-    id, user_id, title, description, completed,
-    api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
-FROM tasks
-WHERE user_id = %(user_id)s AND completed = %(completed)s
-ORDER BY lower(title) DESC, id DESC;
+    task.id, task.user_id, task.title, task.description, task.completed, task.created_at, task.updated_at,
+    head.version AS list_version
+FROM (SELECT %(user_id)s::text AS user_id) AS asked
+LEFT JOIN task_list_versions AS head ON asked.user_id = head.user_id
+LEFT JOIN LATERAL (
+    SELECT
+        id, user_id, title, description, completed,
+        api_timestamp(created_at) AS created_at, api_timestamp(updated_at) AS updated_at
+    FROM tasks
+    WHERE
+        user_id = %(user_id)s AND completed = %(completed)s
+        AND NOT coalesce(head.version = any(%(known_versions)s::uuid[]), false)
+    ORDER BY lower(title) DESC, id DESC
+) AS task ON true;
 
 -- name: get_list_version :one
 -- The version of a user's task lists (migration 0004): it changes with every committed change to
