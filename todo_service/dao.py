@@ -174,9 +174,9 @@ def list_changes(user_id, after, gone, row_limit):
     return head, rows[1:]
 
 
-def change_heads(user_ids):
-    """The current seq of each of these users that has written at all: [{user_id, seq}]."""
-    return run("get_change_heads", user_ids=user_ids)
+def change_heads(seen):
+    """Of the users in `seen` ({user id: seq}), those whose head seq is past it now: [{user_id, seq}]."""
+    return run("get_change_heads", user_ids=list(seen), seen=list(seen.values()))
 
 
 def sync_epoch():

@@ -4,8 +4,8 @@ A waiting request holds a worker thread but no database connection. It is woken
 
 - at once by a write of the same worker (`changed`, after every successful write request);
 - within SYNC_POLL_MS by a write anywhere else (another worker or instance): while anyone waits,
-  one poller thread per worker reads the head seq of every waiting user in one statement
-  (get_change_heads) and wakes those whose seq moved past what they last saw;
+  one poller thread per worker asks in one statement (get_change_heads) which of its waiting users'
+  seqs moved past what their waiters last saw, and wakes those;
 - at once by shutdown (`release_all`, on SIGTERM from gunicorn.conf.py), so a draining worker
   answers its waiters instead of holding them until the graceful timeout.
 
@@ -119,7 +119,7 @@ class Registry:
         while (watched := self._watched()) is not None:
             try:
                 with self.app.app_context():
-                    heads = dao.change_heads(sorted(watched))
+                    heads = dao.change_heads(watched)
                 failing = False
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 if not failing:  # once per outage, not every poll
@@ -128,9 +128,8 @@ class Registry:
             except Exception:  # never let the poller die: the waiters would only time out from then on
                 log.exception("long-poll: the poller failed")
                 heads = ()
-            for row in heads:
-                if row["seq"] > watched[row["user_id"]]:
-                    self.wake(row["user_id"], row["seq"])
+            for row in heads:  # only users whose seq moved
+                self.wake(row["user_id"], row["seq"])
             time.sleep(self.poll_seconds)
 
 

@@ -137,7 +137,7 @@ def sample_params(conn, query, user):
               "idempotency_key": key[0] if key else "new-key", "request_hash": b"\x00" * 32,
               "ttl": timedelta(hours=24), "location_prefix": f"/api/{user}/tasks/", "batch": 500,
               "max_tasks": 10_000, "after_seq": after, "after_id": 0, "gone_seq": after, "gone_id": 0,
-              "row_limit": 101, "retention": timedelta(days=30), "user_ids": [user], "known_versions": []}
+              "row_limit": 101, "retention": timedelta(days=30), "user_ids": [user], "seen": [0], "known_versions": []}
     return {name: values[name] for name in query.params}
 
 

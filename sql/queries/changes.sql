@@ -129,13 +129,15 @@ SELECT count(*) AS purged
 FROM doomed;
 
 -- name: get_change_heads :many
--- The current seq of each user a long-poll waits for (scope: the users waiting in one worker):
--- the poller of todo_service/sync.py asks this every SYNC_POLL_MS while any request waits, and
--- wakes the requests of the users whose seq moved. Users that never wrote have no row.
--- params: user_ids
+-- The users a long-poll waits for whose seq has moved past what their waiters last saw (scope: the
+-- users waiting in one worker), with their current seq: the poller of todo_service/sync.py asks this
+-- every SYNC_POLL_MS while any request waits, and wakes those. Usually no row comes back. Users that
+-- never wrote have no head row, so none for them.
+-- params: user_ids, seen
 -- index: task_list_versions_pkey
 SELECT
     v.user_id,
     v.seq
-FROM task_list_versions AS v
-WHERE v.user_id = any(%(user_ids)s::text[]);
+FROM unnest(%(user_ids)s::text[], %(seen)s::bigint[]) AS waiting (user_id, seen)
+INNER JOIN task_list_versions AS v ON waiting.user_id = v.user_id
+WHERE v.seq > waiting.seen;
