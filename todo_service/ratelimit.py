@@ -151,11 +151,12 @@ class FailOpen:
 
     def hit(self, partition, policies, now):
         """The store's counts, or this worker's while the store is down."""
-        if self._retry_at is None or self._claim_probe(now):
+        probing = self._retry_at is not None
+        if not probing or self._claim_probe(now):
             try:
                 spent = self.store.hit(partition, policies, now)
             except self.store.errors as exc:
-                self._lost(now, exc)
+                self._lost(now, exc, probing)
             else:
                 if self._retry_at is not None:
                     self._recovered()
@@ -170,7 +171,8 @@ class FailOpen:
             self._retry_at = now + self._backoff  # the other requests meanwhile keep counting in memory
             return True
 
-    def _lost(self, now, exc):
+    def _lost(self, now, exc, probing):
+        """The first failure starts an outage; a failed probe doubles the wait before the next one."""
         global _outages
         with self._lock:
             if self._retry_at is None:
@@ -178,8 +180,10 @@ class FailOpen:
                 with _outages_lock:
                     _outages += 1
                 self._backoff = FIRST_PROBE_SECONDS
-            else:
+            elif probing:
                 self._backoff = min(self._backoff * 2, LAST_PROBE_SECONDS)
+            else:  # a request already under way when the outage began: it changes nothing
+                return
             self._retry_at = now + self._backoff
 
     def _recovered(self):
