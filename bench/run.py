@@ -181,9 +181,10 @@ class Bench:
         return {"name": scenario.name, "title": scenario.title, "script": scenario.script,
                 "summary": summary, "targets": scenario.evaluate(summary), "raw": loads}
 
-    def serve(self, stack, env, lua_env, seeded, auth, path_name, limits=""):
+    def serve(self, stack, env, lua_env, seeded, auth, path_name, limits="", metrics=True):
         """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send;
-        with `limits`, rate limits on in that store ("memory" or "redis", a Redis started here)."""
+        with `limits`, rate limits on in that store ("memory" or "redis", a Redis started here); without
+        `metrics`, METRICS_ENABLED=false."""
         if auth:
             jwks_url, private = stack.enter_context(tokens.key_set())
             path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
@@ -192,10 +193,14 @@ class Bench:
             store = "memory://" if limits == "memory" else stack.enter_context(service.redis_server())
             env = {**env, "RATE_LIMIT": LIMIT_NOTHING_REACHES, "RATE_LIMIT_WRITES": LIMIT_NOTHING_REACHES,
                    "RATE_LIMIT_STORAGE_URL": store}
-        variant = ("-auth" if auth else "") + (f"-limited-{limits}" if limits else "")
+        if not metrics:
+            env = {**env, "METRICS_ENABLED": "false"}
+        variant = "".join(("-auth" if auth else "", f"-limited-{limits}" if limits else "",
+                           "" if metrics else "-nometrics"))
         log = LOG_DIR / f"{self.stamp}-gunicorn-service-{path_name}{variant}.log"
         print(f"service: gunicorn wsgi:app{' with authentication' if auth else ''}"
-              f"{f', rate limits in {limits}' if limits else ''} (log {log.relative_to(ROOT)})", flush=True)
+              f"{f', rate limits in {limits}' if limits else ''}{'' if metrics else ', metrics off'} "
+              f"(log {log.relative_to(ROOT)})", flush=True)
         return stack.enter_context(service.Gunicorn("wsgi:app", env, log)), lua_env
 
     def delete_pool_env(self, database_url, ceiling_rps):
@@ -251,10 +256,12 @@ class Bench:
             print(f"database path: {path.describe()}", flush=True)
             results = []
             with ExitStack() as stack:  # the service as configured and, for the auth scenarios, with auth on
-                servers = {(auth, limits): self.serve(stack, env, lua_env, seeded, auth, path.name, limits)
-                           for auth, limits in sorted({(s.auth, s.limits) for s in self.args.selected})}
+                variants = sorted({(s.auth, s.limits, s.metrics) for s in self.args.selected})
+                servers = {(auth, limits, metrics): self.serve(stack, env, lua_env, seeded, auth, path.name,
+                                                               limits, metrics)
+                           for auth, limits, metrics in variants}
                 for scenario in self.args.selected:  # in run order: each variant right after its plain one
-                    server, scenario_env = servers[scenario.auth, scenario.limits]
+                    server, scenario_env = servers[scenario.auth, scenario.limits, scenario.metrics]
                     if scenario.uses_delete_pool:
                         scenario_env = {**scenario_env, **self.delete_pool_env(url, ceiling)}
                     if scenario.uses_deep_page:
@@ -296,14 +303,22 @@ class Bench:
 
 
 def compare(results):
-    """Each scenario with `relative_to`: its req/s as a share of that scenario's, judged again."""
-    rps = {row["name"]: row["summary"]["rps"] for row in results}
+    """Each scenario with `relative_to`: its req/s and CPU ms per request as shares of that scenario's
+    (and that one's req/s as a share of its own), judged again."""
+    by_name = {row["name"]: row["summary"] for row in results}
     for row in results:
         scenario = scenarios.BY_NAME[row["name"]]
-        if scenario.relative_to:
-            other = rps.get(scenario.relative_to)
-            row["summary"]["relative"] = round(row["summary"]["rps"] / other, 3) if other else None
-            row["targets"] = scenario.evaluate(row["summary"])
+        other = by_name.get(scenario.relative_to)
+        if other is not None:
+            summary = row["summary"]
+            summary["relative"] = _share(summary["rps"], other["rps"])
+            summary["compared_share"] = _share(other["rps"], summary["rps"])
+            summary["cpu_relative"] = _share(summary["service_cpu_ms"], other["service_cpu_ms"])
+            row["targets"] = scenario.evaluate(summary)
+
+
+def _share(part, whole):
+    return round(part / whole, 3) if whole else None
 
 
 def git_commit():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 class Target:
     """One goal: `metric` of a result at most (or at least) `limit`."""
 
-    metric: str  # a key of the summary: p50_ms, p95_ms, p99_ms, errors, fraction, relative, service_rss_mb
+    metric: str  # a key of the summary: p50_ms, p95_ms, p99_ms, errors, fraction, relative, compared_share, ...
     limit: float
     at_least: bool = False
     unit: str = ""
@@ -16,9 +16,11 @@ class Target:
         if self.metric == "errors":
             return "no errors"
         label = {"fraction": "share of ceiling", "service_rss_mb": "service RSS",
-                 "relative": "req/s as a share of its compared scenario's"}.get(self.metric, self.metric)
+                 "relative": "req/s as a share of its compared scenario's",
+                 "compared_share": "compared scenario's req/s as a share of this one's"}.get(self.metric, self.metric)
         label = label.removesuffix("_ms")
-        limit = f"{self.limit:.0%}" if self.metric in ("fraction", "relative") else f"{self.limit:g}{self.unit}"
+        shares = ("fraction", "relative", "compared_share")
+        limit = f"{self.limit:.0%}" if self.metric in shares else f"{self.limit:g}{self.unit}"
         return f"{label} {'>=' if self.at_least else '<='} {limit}"
 
     def check(self, summary):
@@ -32,6 +34,8 @@ class Target:
 ZERO_ERRORS = Target("errors", 0)
 WITH_AUTH = Target("relative", 0.9, at_least=True)  # req/s of the same load without authentication
 WITH_LIMITS = Target("relative", 0.9, at_least=True)  # req/s of the same load with rate limits off
+# On a -nometrics scenario: the same load with metrics on (its compared scenario) keeps 95% of its req/s.
+METRICS_COST = Target("compared_share", 0.95, at_least=True)
 NEAR_LIST_100 = Target("relative", 0.8, at_least=True)  # req/s of list-100
 AS_FAST_AS_GET = Target("relative", 0.9, at_least=True)  # req/s of get
 NEAR_CREATE = Target("relative", 0.8, at_least=True)  # req/s of create
@@ -52,6 +56,7 @@ class Scenario:
     uses_delete_pool: bool = False
     auth: bool = False  # served with authentication on: EdDSA bearer tokens checked against a key set
     limits: str = ""  # served with rate limits on (generous: nothing is refused), counted in "memory" or "redis"
+    metrics: bool = True  # served with METRICS_ENABLED (the default); False: the -nometrics scenarios
     relative_to: str = ""  # the scenario whose req/s this one is compared with (`relative` metric)
     uses_deep_page: bool = False  # needs BENCH_DEEP_PAGE: a page from the middle of the big user's list
 
@@ -68,6 +73,9 @@ SCENARIOS = (
     Scenario("get", "get.lua", "GET one task", (p99(50), Target("fraction", 0.35, at_least=True))),
     # Authentication on, every request with its user's EdDSA token (bench/tokens.py): at most 10% slower.
     Scenario("get-auth", "get.lua", "GET one task, with authentication", (WITH_AUTH,), auth=True,
+             relative_to="get"),
+    # Metrics off (METRICS_ENABLED=false): what every other scenario, metrics on, pays for them; at most 5%.
+    Scenario("get-nometrics", "get.lua", "GET one task, metrics off", (METRICS_COST,), metrics=False,
              relative_to="get"),
     # Rate limits on, every request counted (bench/run.py sets a limit nothing reaches): at most 10% slower.
     Scenario("get-limited", "get.lua", "GET one task, rate limits in memory", (WITH_LIMITS,), limits="memory",
@@ -92,6 +100,7 @@ SCENARIOS = (
     Scenario("toggle", "toggle.lua", "PATCH a task's completed flag", (p99(50),)),
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
     Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
+    Scenario("mix-nometrics", "mix.lua", "Mix, metrics off", (METRICS_COST,), metrics=False, relative_to="mix"),
     Scenario("mix-auth", "mix.lua", "Mix, with authentication", (WITH_AUTH,), auth=True, relative_to="mix"),
     Scenario("mix-limited", "mix.lua", "Mix, rate limits in memory", (WITH_LIMITS,), limits="memory",
              relative_to="mix"),

@@ -1,4 +1,4 @@
-"""Rate limits on /api/ with Flask-Limiter: per verified user, or per client address without one.
+"""Rate limits on /api/: per verified user, or per client address without one, in fixed windows.
 
 Every /api/ request spends one unit of the "default" policy (RATE_LIMIT), a write one more of the
 "writes" policy (RATE_LIMIT_WRITES); past either the answer is 429 RATE_LIMITED with Retry-After.
@@ -7,32 +7,42 @@ address's budget and a flood of them is refused too. Each /api/ answer carries R
 RateLimit as draft-ietf-httpapi-ratelimit-headers-12 writes them: `"default";q=600;w=60` and
 `"default";a=599;w=42` (available quota, seconds until the window starts again).
 
-The counters live in RATE_LIMIT_STORAGE_URL: Redis, one budget across workers and instances, or
-memory:// (the default), which counts in each worker process alone. When the store fails, each
-worker counts in its own memory until the store answers again (Flask-Limiter's fallback, probed
-with backoff): the service keeps serving, logs the outage once and counts it in `store_outages()`.
+Windows are fixed and start at a budget's first request: the counter holds every request of the
+window, and the whole budget is back when it ends. The policies are checked in order and a request
+refused by one spends none of the next. The counters live in RATE_LIMIT_STORAGE_URL: memory:// (the
+default) counts in each worker process alone; Redis holds one budget for every worker and instance,
+counted by one script call per request (all its policies, their counts and windows). When Redis
+fails, each worker counts in its own memory until Redis answers again (probed with backoff): the
+service keeps serving, logs the outage once and counts it in `store_outages()`.
+
+The `limits` library parses the rates and opens the Redis client (redis, rediss, redis+unix, sentinel
+and cluster URLs); the counting is here, because Flask-Limiter and limits' own strategies cost more
+per request than all the rest of a cached read (a lookup per policy and window, header objects).
 """
 
 import logging
 import math
 import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask import current_app, g, request
 from limits import parse
+from limits.storage import storage_from_string
 
 from . import auth
-from .errors import error_response
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALL, WRITES = "default", "writes"  # the policy names the headers carry
 STORE_TIMEOUT_SECONDS = 0.25  # a Redis that does not answer within this counts as down for the request
 HEADERS = ("RateLimit-Policy", "RateLimit")
-# Flask-Limiter's own log line when it falls back to memory (once per outage); see _OutageCounter.
-FALLBACK_MESSAGE = "Rate limit storage unreachable"
+FALLBACK_MESSAGE = "Rate limit storage unreachable"  # logged once per outage
+RECOVERED_MESSAGE = "Rate limit storage recovered"
+FIRST_PROBE_SECONDS, LAST_PROBE_SECONDS = 1.0, 8.0  # backoff between attempts to reach a lost store
+SWEEP_SECONDS = 60.0  # how often the memory counter forgets windows that have ended
 
 _outages = 0
 _outages_lock = threading.Lock()
@@ -43,72 +53,203 @@ def store_outages():
     return _outages
 
 
-class _OutageCounter(logging.Filter):
-    """Counts Flask-Limiter's fallback warnings (it logs one per outage); lets every record through."""
+@dataclass(frozen=True)
+class Policy:
+    """One budget: its name in the headers, quota per window, and what the answers say of it."""
 
-    def filter(self, record):
+    name: str
+    quota: int
+    seconds: int
+    text: str  # "600 per 1 minute", for the 429's detail
+    kind: str  # "requests" or "write requests"
+
+    @classmethod
+    def of(cls, name, rate):
+        item = parse(rate)
+        return cls(name, item.amount, item.get_expiry(), str(item), "write requests" if name == WRITES else "requests")
+
+
+class MemoryCounter:
+    """Fixed windows in this process: (partition, policy) -> [count, end]; one lock, swept now and then."""
+
+    def __init__(self):
+        self._windows = {}
+        self._lock = threading.Lock()
+        self._next_sweep = time.time() + SWEEP_SECONDS
+
+    def hit(self, partition, policies, now):
+        """One more request in each policy's window, up to the first one past its quota: [(count, end)]."""
+        spent = []
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            for policy in policies:
+                window = self._windows.get((partition, policy.name))
+                if window is None or window[1] <= now:
+                    window = self._windows[partition, policy.name] = [0, now + policy.seconds]
+                window[0] += 1
+                spent.append((window[0], window[1]))
+                if window[0] > policy.quota:
+                    break
+        return spent
+
+    def _sweep(self, now):
+        """Forget ended windows, so a stream of new addresses does not grow the worker without bound."""
+        self._windows = {key: window for key, window in self._windows.items() if window[1] > now}
+        self._next_sweep = now + SWEEP_SECONDS
+
+
+# KEYS: one counter per policy, ARGV: each one's quota then its window in milliseconds. Returns count and
+# milliseconds left of each counter in turn, up to the first one past its quota (the next are not spent).
+HIT_SCRIPT = """
+local answer = {}
+for i, key in ipairs(KEYS) do
+    local count = redis.call("INCR", key)
+    local left = redis.call("PTTL", key)
+    if count == 1 or left < 0 then
+        left = tonumber(ARGV[2 * i])
+        redis.call("PEXPIRE", key, left)
+    end
+    answer[#answer + 1] = count
+    answer[#answer + 1] = left
+    if count > tonumber(ARGV[2 * i - 1]) then
+        break
+    end
+end
+return answer
+"""
+
+
+class RedisCounter:
+    """Fixed windows in Redis, shared by every worker and instance: one script call per request."""
+
+    def __init__(self, url):
+        storage = storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS,
+                                      socket_connect_timeout=STORE_TIMEOUT_SECONDS)
+        self.errors = storage.base_exceptions
+        self._script = storage.get_connection().register_script(HIT_SCRIPT)
+        self._arguments = {}  # policies -> the script's ARGV, the same on every call
+
+    def hit(self, partition, policies, now):
+        """As MemoryCounter.hit; raises self.errors when Redis fails."""
+        arguments = self._arguments.get(policies)
+        if arguments is None:
+            arguments = self._arguments[policies] = [n for p in policies for n in (p.quota, p.seconds * 1000)]
+        # One hash tag per partition: a Redis Cluster keeps a request's counters on one node, as a script needs.
+        answer = self._script(keys=[f"todo:{{{partition}}}:{policy.name}" for policy in policies], args=arguments)
+        return [(answer[i], now + answer[i + 1] / 1000) for i in range(0, len(answer), 2)]
+
+
+class FailOpen:
+    """The shared counter while it answers; each worker's own memory while it does not."""
+
+    def __init__(self, store):
+        self.store, self.memory = store, MemoryCounter()
+        self._lock = threading.Lock()
+        self._retry_at = None  # None while the store answers; else when to try it again
+        self._backoff = FIRST_PROBE_SECONDS
+
+    def hit(self, partition, policies, now):
+        """The store's counts, or this worker's while the store is down."""
+        probing = self._retry_at is not None
+        if not probing or self._claim_probe(now):
+            try:
+                spent = self.store.hit(partition, policies, now)
+            except self.store.errors as exc:
+                self._lost(now, exc, probing)
+            else:
+                if self._retry_at is not None:
+                    self._recovered()
+                return spent
+        return self.memory.hit(partition, policies, now)
+
+    def _claim_probe(self, now):
+        """True for the one request that tries the lost store again once its backoff has passed."""
+        with self._lock:
+            if self._retry_at is None or now < self._retry_at:
+                return self._retry_at is None
+            self._retry_at = now + self._backoff  # the other requests meanwhile keep counting in memory
+            return True
+
+    def _lost(self, now, exc, probing):
+        """The first failure starts an outage; a failed probe doubles the wait before the next one."""
         global _outages
-        if record.getMessage().startswith(FALLBACK_MESSAGE):
-            with _outages_lock:
-                _outages += 1
-        return True
+        with self._lock:
+            if self._retry_at is None:
+                log.warning("%s - counting in this worker's memory until it answers: %s", FALLBACK_MESSAGE, exc)
+                with _outages_lock:
+                    _outages += 1
+                self._backoff = FIRST_PROBE_SECONDS
+            elif probing:
+                self._backoff = min(self._backoff * 2, LAST_PROBE_SECONDS)
+            else:  # a request already under way when the outage began: it changes nothing
+                return
+            self._retry_at = now + self._backoff
+
+    def _recovered(self):
+        with self._lock:
+            if self._retry_at is not None:
+                self._retry_at = None
+                self.memory = MemoryCounter()  # the next outage starts counting afresh
+                log.info("%s", RECOVERED_MESSAGE)
 
 
-def partition():
-    """Whose budget a request spends: its verified user's, or without one, its client address's."""
-    user = auth.verified_user() if "todo_auth" in current_app.extensions else None
-    return f"user:{user}" if user is not None else f"address:{request.remote_addr}"
+class Limits:
+    """The policies in force, their counter and the headers' fixed parts, built once; its two hooks."""
 
+    def __init__(self, settings):
+        self.default = tuple(Policy.of(name, rate) for name, rate in ((ALL, settings.rate_limit),) if rate)
+        self.writes = self.default + tuple(Policy.of(WRITES, rate) for rate in (settings.rate_limit_writes,) if rate)
+        url = settings.rate_limit_storage_url
+        self.counter = MemoryCounter() if url.startswith("memory:") else FailOpen(RedisCounter(url))
+        self.policy_header = ", ".join(f'"{p.name}";q={p.quota};w={p.seconds}' for p in self.writes)
+        self._auth = None  # whether the app verifies tokens: known at the first request (auth starts later)
 
-def _exempt():
-    """Only /api/ is limited; CORS preflights carry no credentials and cost next to nothing."""
-    if not request.path.startswith("/api/"):
-        return True
-    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+    def partition(self, req):
+        """Whose budget a request spends: its verified user's, or without one, its client address's."""
+        if self._auth is None:
+            self._auth = "todo_auth" in current_app.extensions
+        user = auth.verified_user() if self._auth else None
+        return f"user:{user}" if user is not None else f"address:{req.remote_addr}"
 
-
-def _seconds_left(request_limit, now):
-    """Whole seconds until the limit's window starts again (at least 1 while it is spent)."""
-    return max(0, math.ceil(request_limit.window[0] - now))
-
-
-def _policies(settings):
-    """(name, rate, methods or None) of each policy in force."""
-    return [(name, rate, methods) for name, rate, methods in ((ALL, settings.rate_limit, None),
-                                                               (WRITES, settings.rate_limit_writes, WRITE_METHODS))
-            if rate]
-
-
-def _policy_header(policies):
-    """RateLimit-Policy: each policy's quota and window in seconds, the same on every answer."""
-    return ", ".join(f'"{name}";q={parse(rate).amount};w={parse(rate).get_expiry()}' for name, rate, _ in policies)
-
-
-def too_many_requests(exc):
-    """429 RATE_LIMITED with Retry-After: the seconds until the spent policy's window starts again."""
-    spent = current_app.extensions["todo_ratelimit"].current_limit
-    name = spent.request_args[-1] if spent is not None else ALL
-    retry = max(1, _seconds_left(spent, time.time())) if spent is not None else exc.limit.limit.get_expiry()
-    kind = "write requests" if name == WRITES else "requests"
-    detail = f"Too many {kind}: the limit is {exc.limit.limit}. Retry in {retry} s."
-    return error_response(429, "RATE_LIMITED", detail, headers={"Retry-After": str(retry)})
-
-
-def add_headers(response):
-    """RateLimit-Policy and RateLimit on every limited answer, successes and errors alike."""
-    limiter = current_app.extensions["todo_ratelimit"]
-    spent = limiter.current_limits
-    if not spent:
-        return response
-    try:
+    def check(self):
+        """Spend the request's units; 429 RATE_LIMITED with Retry-After past a policy's quota."""
+        req = request._get_current_object()  # one context lookup for the several reads below
+        if _exempt(req):
+            return
+        policies = self.writes if req.method in WRITE_METHODS else self.default
+        if not policies:
+            return  # only writes are limited
         now = time.time()
-        items = [f'"{limit.request_args[-1]}";a={limit.remaining};w={_seconds_left(limit, now)}' for limit in spent]
-    except Exception:  # the store went away after the check: the answer goes out without the headers
-        log.debug("rate limit headers left out", exc_info=True)
+        spent = self.counter.hit(self.partition(req), policies, now)
+        g.rate_limits = (policies, spent)
+        count, end = spent[-1]
+        policy = policies[len(spent) - 1]
+        if count > policy.quota:
+            retry = max(1, math.ceil(end - now))
+            detail = f"Too many {policy.kind}: the limit is {policy.text}. Retry in {retry} s."
+            raise ApiError(429, "RATE_LIMITED", detail, headers={"Retry-After": str(retry)})
+
+    def add_headers(self, response):
+        """RateLimit-Policy and RateLimit on every limited answer, successes and errors alike."""
+        state = g.get("rate_limits")
+        if state is None:
+            return response
+        policies, spent = state
+        now = time.time()
+        left = ", ".join(f'"{policy.name}";a={max(0, policy.quota - count)};w={max(0, math.ceil(end - now))}'
+                         for policy, (count, end) in zip(policies, spent, strict=False))  # spent stops at a refusal
+        headers = response.headers  # neither is set by anything else: add, without set's search for an old one
+        headers.add("RateLimit-Policy", self.policy_header)
+        headers.add("RateLimit", left)
         return response
-    response.headers["RateLimit-Policy"] = current_app.extensions["todo_ratelimit_policy"]
-    response.headers["RateLimit"] = ", ".join(items)
-    return response
+
+
+def _exempt(req):
+    """Only /api/ is limited; CORS preflights carry no credentials and cost next to nothing."""
+    if not req.path.startswith("/api/"):
+        return True
+    return req.method == "OPTIONS" and "Access-Control-Request-Method" in req.headers
 
 
 def describe(settings):
@@ -130,24 +271,10 @@ def describe(settings):
 def init_app(app):
     """Limit /api/ when RATE_LIMIT or RATE_LIMIT_WRITES is set; before authentication, so 401s count."""
     settings = app.config["SETTINGS"]
-    policies = _policies(settings)
-    if not policies:
+    if not (settings.rate_limit or settings.rate_limit_writes):
         return
-    limits = [ApplicationLimit(rate, scope=name, methods=methods) for name, rate, methods in policies]
-    memory = settings.rate_limit_storage_url.startswith("memory:")
-    limiter = Limiter(
-        partition, application_limits=limits, in_memory_fallback=limits, in_memory_fallback_enabled=True,
-        storage_uri=settings.rate_limit_storage_url, strategy="fixed-window", headers_enabled=False,
-        storage_options={} if memory else {"socket_timeout": STORE_TIMEOUT_SECONDS,
-                                           "socket_connect_timeout": STORE_TIMEOUT_SECONDS},
-        request_identifier=lambda: "api",  # one budget for all of /api/, unknown paths (404) included
-        key_prefix="todo",
-    )
-    limiter.request_filter(_exempt)
-    limiter.init_app(app)
-    if not any(isinstance(f, _OutageCounter) for f in limiter.logger.filters):
-        limiter.logger.addFilter(_OutageCounter())
-    app.extensions["todo_ratelimit"] = limiter
-    app.extensions["todo_ratelimit_policy"] = _policy_header(policies)
-    app.register_error_handler(RateLimitExceeded, too_many_requests)
-    app.after_request(add_headers)
+    limits = Limits(settings)
+    app.extensions["todo_ratelimit"] = limits
+    app.extensions["todo_ratelimit_policy"] = limits.policy_header
+    app.before_request(limits.check)
+    app.after_request(limits.add_headers)
