@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from tests.authkit import SECRET
 from tests.conftest import settings_for
 from tests.redisserver import RedisServer, redis_server_binary
-from tests.support import LiveServer
+from tests.support import SUITE_METRICS_TOKEN, WITH_AUTH, LiveServer
 from todo_service import create_app, db, ratelimit
 from todo_service.auth import mint
 from todo_service.config import ConfigError, load_settings
@@ -218,3 +218,6 @@ def test_a_lost_store_is_counted_once_per_outage(make_app, redis_server):
     redis_server.stop()
     assert [client.get("/api/alice/tasks").status_code for _ in range(3)] == [200, 200, 200]
     assert ratelimit.store_outages() == before + 1
+    scrape = {"Authorization": f"Bearer {SUITE_METRICS_TOKEN}"} if WITH_AUTH else {}
+    scraped = client.get("/metrics", headers=scrape).get_data(as_text=True)
+    assert re.search(r"^todo_rate_limit_store_outages_total [1-9]", scraped, re.M), scraped[-2000:]

@@ -70,6 +70,8 @@ AUTH_FAILURES = Counter("todo_auth_failures", "Requests refused by authenticatio
 IDEMPOTENT_REPLAYS = Counter("todo_idempotent_replays", "Keyed writes answered with the stored answer of "
                              "an earlier request.")
 LIST_CACHE = Counter("todo_list_cache_lookups", "Lookups in the per-worker list cache, by result.", ["result"])
+RATE_LIMIT_STORE_OUTAGES = Counter("todo_rate_limit_store_outages", "Times a worker lost the rate-limit store "
+                                   "(Redis) and counted in its own memory until it answered again.")
 SYNC_WAITERS = Gauge("todo_sync_waiters", "Change-feed requests waiting for a change (long-poll).",
                      multiprocess_mode="livesum")
 SYNC_WAITS_REFUSED = Counter("todo_sync_waits_refused", "Long-polls answered at once: SYNC_MAX_WAITERS were "

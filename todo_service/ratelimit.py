@@ -13,7 +13,7 @@ refused by one spends none of the next. The counters live in RATE_LIMIT_STORAGE_
 default) counts in each worker process alone; Redis holds one budget for every worker and instance,
 counted by one script call per request (all its policies, their counts and windows). When Redis
 fails, each worker counts in its own memory until Redis answers again (probed with backoff): the
-service keeps serving, logs the outage once and counts it in `store_outages()`.
+service keeps serving, logs the outage once and counts it (`todo_rate_limit_store_outages_total`).
 
 The `limits` library parses the rates and opens the Redis client (redis, rediss, redis+unix, sentinel
 and cluster URLs); the counting is here, because Flask-Limiter and limits' own strategies cost more
@@ -31,7 +31,7 @@ from flask import current_app, g, request
 from limits import parse
 from limits.storage import storage_from_string
 
-from . import auth
+from . import auth, metrics
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class FailOpen:
                 log.warning("%s - counting in this worker's memory until it answers: %s", FALLBACK_MESSAGE, exc)
                 with _outages_lock:
                     _outages += 1
+                metrics.count(metrics.RATE_LIMIT_STORE_OUTAGES)
                 self._backoff = FIRST_PROBE_SECONDS
             elif probing:
                 self._backoff = min(self._backoff * 2, LAST_PROBE_SECONDS)
