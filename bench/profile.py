@@ -36,10 +36,14 @@ def start(master_pid, name, duration, label="", raw_dir=None):
     outputs = [(workers[0], "flamegraph", PROFILE_DIR / f"{stem}.svg")]
     if raw_dir is not None and len(workers) > 1:
         outputs.append((workers[1], "raw", Path(raw_dir) / f"{stem}.collapsed.txt"))
-    return [subprocess.Popen([py_spy(), "record", "--pid", str(worker.pid), "--duration", str(duration),
-                              "--rate", str(RATE), "--nonblocking", "--format", kind, "--output", str(out)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for worker, kind, out in outputs]
+    recorders = []
+    for worker, kind, out in outputs:
+        recorder = subprocess.Popen([py_spy(), "record", "--pid", str(worker.pid), "--duration", str(duration),
+                                     "--rate", str(RATE), "--nonblocking", "--format", kind, "--output", str(out)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        recorder.output = out
+        recorders.append(recorder)
+    return recorders
 
 
 def finish(recorders):
@@ -48,3 +52,10 @@ def finish(recorders):
         _, errors = recorder.communicate(timeout=60)
         if recorder.returncode != 0:
             raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace').strip()}")
+        _relative_paths(recorder.output)
+
+
+def _relative_paths(path):
+    """The graph names files relative to the checkout (py-spy writes its command line, absolute paths)."""
+    if path.suffix == ".svg":
+        path.write_text(path.read_text().replace(f"{ROOT}/", ""))
