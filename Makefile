@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-network docs-screenshot clean
+.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-openloop bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -106,6 +106,10 @@ bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report i
 bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)
 	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-openloop: $(BENCH_STAMP) ## Latency at 50% and 80% of each scenario's peak, offered at a fixed rate (open loop)
+	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.openloop $(BENCH_ARGS)
 
 bench-network: $(BENCH_STAMP) ## Every scenario at 0/1/5 ms to the database, direct and via PgBouncer (BENCH_ARGS="--duration 10")
 	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }

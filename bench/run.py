@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the proj
 import psycopg  # noqa: E402
 from dotenv import dotenv_values  # noqa: E402
 
-from bench import data, report, scenarios, service, tokens, wrk  # noqa: E402
+from bench import data, profile, report, scenarios, service, tokens, wrk  # noqa: E402
 from todo_service.config import load_settings  # noqa: E402
 from todo_service.migrate import migrate  # noqa: E402
 
@@ -51,6 +51,9 @@ def parse_args(argv):
     parser.add_argument("--db-latency-ms", type=float,
                         help="connect the service through bench/proxy.py, which adds this one-way delay each way "
                              "and counts round trips per request (0: no delay, still counted)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy flame graph of one worker during each measured run, as docs/profiles/<scenario>"
+                             "[-<label>].svg (the run's own numbers are then not for comparison)")
     parser.add_argument("--pooler", action="store_true",
                         help="connect the service through a real PgBouncer in transaction mode "
                              "(DATABASE_PGBOUNCER=true); combines with --db-latency-ms")
@@ -164,7 +167,10 @@ class Bench:
                 backlog.append(monitor.wait_idle(service_pid))
             cpu_before = monitor.cpu(service_pid)
             wire_before = path.counts() if path else None
+            recorders = (profile.start(service_pid, scenario.name, args.duration, args.label, LOG_DIR)
+                         if args.profile else [])
             loads.append(wrk.run(scenario.script, url, duration=args.duration, env=lua_env, **options))
+            profile.finish(recorders)
             backlog.append(monitor.wait_idle(service_pid))
             # From an idle start to idle again: the CPU of exactly the requests this run sent.
             cpu_used = [after - before for after, before in zip(monitor.cpu(service_pid), cpu_before, strict=True)]
@@ -371,7 +377,8 @@ def main(argv=None):
     # A run with failed requests measured something else than the API: keep its file as evidence,
     # but leave latest.json and the docs on the last good run. So do quick and partial runs, and runs
     # through the proxy or PgBouncer: the main table holds the latest complete full run, direct.
-    complete = result["passed"] and not args.quick and args.scenarios is None and result["path"]["name"] == "direct"
+    complete = (result["passed"] and not args.quick and not args.profile and args.scenarios is None
+                and result["path"]["name"] == "direct")
     path = report.write_json(result, latest=complete)
     print()
     print(report.text_table(result))
