@@ -251,8 +251,12 @@ def _checkout(pool, timeout, check):
 
 
 @contextmanager
-def connection():
-    """A pooled connection; connection-level failures become DatabaseUnavailable."""
+def connection(read_only=False):
+    """A pooled connection; connection-level failures become DatabaseUnavailable.
+
+    Retryable when the server ended the session, or, for a statement that changes nothing
+    (`read_only`), when the connection broke under it: the server cannot have written anything.
+    """
     state = current_app.extensions["todo_db"]
     settings, pool = state["settings"], get_pool(state)
     # While the database is known to be down, wait briefly: answer 503 fast instead of queueing.
@@ -268,7 +272,7 @@ def connection():
         _Health.mark(True)  # it answered, if slowly: a statement timeout is no outage
         raise
     except psycopg.OperationalError as exc:
-        retryable = exc.sqlstate in SERVER_ENDED_SESSION
+        retryable = exc.sqlstate in SERVER_ENDED_SESSION or (read_only and conn.closed)
         if not retryable:
             _Health.mark(False, _first_line(exc))
         raise DatabaseUnavailable(_first_line(exc), retryable) from exc
@@ -280,16 +284,18 @@ def connection():
 def run(name, **params):
     """Run one named statement on a pooled connection and return its result.
 
-    Once more on another connection when the server ended the session instead of running it.
+    Once more on another connection when the server ended the session instead of running it, or
+    when a read's connection broke (a connection killed while idle can look alive until used).
     """
+    query = QUERIES[name]
     try:
-        with connection() as conn:
-            return conn.run(QUERIES[name], **params)
+        with connection(query.read_only) as conn:
+            return conn.run(query, **params)
     except DatabaseUnavailable as exc:
         if not exc.retryable:
             raise
-    with connection() as conn:
-        return conn.run(QUERIES[name], **params)
+    with connection(query.read_only) as conn:
+        return conn.run(query, **params)
 
 
 def close_pool(app):

@@ -21,6 +21,9 @@ KINDS = {":one", ":many", ":exec", ":execrows"}
 NAME_LINE = re.compile(r"^-- name:\s*(?P<name>\S+)\s+(?P<kind>:\S+)\s*$")
 VALID_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PARAM = re.compile(r"%\((?P<name>[a-z][a-z0-9_]*)\)s")
+# What makes a statement a write: a data-changing command, a row lock, or a call with effects.
+WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|CREATE|ALTER|DROP|TRUNCATE|COPY|FOR\s+(NO\s+KEY\s+)?UPDATE|"
+                    r"FOR\s+(KEY\s+)?SHARE|nextval|setval|set_config|pg_(try_)?advisory\w*)\b", re.IGNORECASE)
 
 
 class QueryFileError(ValueError):
@@ -38,6 +41,11 @@ class Query:
     index: str
     doc: str
     source: str
+
+    @property
+    def read_only(self):
+        """True when the statement changes nothing, so running it again on another connection is safe."""
+        return WRITES.search(self.sql) is None
 
     def run(self, conn, **params):
         """Execute on `conn` (a connection or a cursor) with exactly the declared parameters.
