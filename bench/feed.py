@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
 import re
 import statistics
@@ -33,7 +34,8 @@ MAX_WAITERS = 150
 SAMPLES, QUICK_SAMPLES = 200, 20  # wake-up samples per kind of write
 LANES = 4  # wake-up probes at a time, each on its own user
 WAKE_TIMEOUT = 10  # seconds: a long-poll not answering a write by then counts as an error
-JITTER = 0.2  # seconds, at most, between one probe's answer and its next write: two poll intervals
+# Seconds, at most, between one probe's answer and its next write: two poll intervals (SYNC_POLL_MS).
+JITTER = 2 * int(os.environ.get("SYNC_POLL_MS") or 100) / 1000
 HELD_FOR = 0.3  # seconds a long-poll must have been out before the probe writes to its user
 GAUGE = re.compile(r"^todo_sync_waiters (\S+)$", re.M)
 REFUSED = re.compile(r"^todo_sync_waits_refused_total (\S+)$", re.M)
