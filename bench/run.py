@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the proj
 import psycopg  # noqa: E402
 from dotenv import dotenv_values  # noqa: E402
 
-from bench import data, profile, report, scenarios, service, tokens, wrk  # noqa: E402
+from bench import data, feed, profile, report, scenarios, service, tokens, wrk  # noqa: E402
 from todo_service.config import load_settings  # noqa: E402
 from todo_service.migrate import migrate  # noqa: E402
 
@@ -79,6 +79,7 @@ def service_env(database_url):
     # wrk is one address (and a handful of users) at thousands of requests a second, which any real limit
     # refuses: limits are off but in the -limited scenarios, which set one that nothing reaches.
     env.update(RATE_LIMIT="off", RATE_LIMIT_WRITES="off")
+    env.setdefault("SYNC_MAX_WAITERS", str(feed.MAX_WAITERS))  # changes-wait's 200 long-polls, with room
     return env  # production settings: one INFO log line per request is part of what is measured
 
 
@@ -99,6 +100,7 @@ def settings_in_force(env):
         "statement_timeout_ms": settings.statement_timeout_ms,
         "log_level": settings.log_level,
         "rate_limit": settings.rate_limit,
+        "sync_max_waiters": settings.sync_max_waiters,
     }
 
 
@@ -209,6 +211,24 @@ class Bench:
               f"(log {log.relative_to(ROOT)})", flush=True)
         return stack.enter_context(service.Gunicorn("wsgi:app", env, log)), lua_env
 
+    def load_feed(self, scenario, server, lua_env, monitor, ceiling, path, database_url, seeded):
+        """A change-feed scenario (bench/feed.py): with a since token per user that answers a small delta,
+        or with idle long-polls held on the service during the load and the wake-up probe after it."""
+        if scenario.feed == "delta":
+            since = feed.delta_tokens(server.url, seeded, LOG_DIR / f"{self.stamp}-since.txt")
+            lua_env = {**lua_env, "BENCH_SINCE_TOKENS": str(since)}
+            return self.load(scenario, server.url, lua_env, monitor, server.pid, ceiling, path)
+        # What holding them costs when nothing else runs, over a whole cycle of their timeouts (steadier
+        # than the req/s of two loads on a shared host): CPU per second with them, less without.
+        quiet = feed.idle_cpu(monitor, server.pid, 2 if self.args.quick else 5)
+        with feed.Waiters(server.url, database_url) as waiters:
+            held = feed.idle_cpu(monitor, server.pid, 2 if self.args.quick else feed.WAIT_SECONDS)
+            row = self.load(scenario, server.url, lua_env, monitor, server.pid, ceiling, path)
+            waiters.probe(row, feed.QUICK_SAMPLES if self.args.quick else feed.SAMPLES)
+        row["summary"]["waiters_cpu_ms_per_s"] = [round(h - q, 2) for h, q in zip(held, quiet, strict=True)]
+        row["targets"] = scenario.evaluate(row["summary"])
+        return row
+
     def delete_pool_env(self, database_url, ceiling_rps):
         """Seed fresh tasks for warm-up plus run. Sized by the ceiling, which no scenario can outrun
         (deletes reach about a fifth of it), since a scenario's own rate is unknown beforehand."""
@@ -273,7 +293,12 @@ class Bench:
                     if scenario.uses_deep_page:
                         deep = data.middle_page(server.url, data.BIG_USER, seeded.big_tasks, scenario_env)
                         scenario_env = {**scenario_env, "BENCH_DEEP_PAGE": deep}
-                    results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling, path))
+                    if scenario.feed:
+                        results.append(self.load_feed(scenario, server, scenario_env, monitor, ceiling, path, url,
+                                                      seeded))
+                    else:
+                        results.append(self.load(scenario, server.url, scenario_env, monitor, server.pid, ceiling,
+                                                 path))
             compare(results)
         finally:
             path.close()

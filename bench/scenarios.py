@@ -39,6 +39,9 @@ METRICS_COST = Target("compared_share", 0.95, at_least=True)
 NEAR_LIST_100 = Target("relative", 0.8, at_least=True)  # req/s of list-100
 AS_FAST_AS_GET = Target("relative", 0.9, at_least=True)  # req/s of get
 NEAR_CREATE = Target("relative", 0.8, at_least=True)  # req/s of create
+NEAR_GET = Target("relative", 0.8, at_least=True)  # req/s of get
+WITH_WAITERS = Target("relative", 0.9, at_least=True)  # req/s of the same load without idle long-polls
+PROMPT_WAKE = Target("wake_p99_ms", 250, unit=" ms")  # a write to a waiting user, until its long-poll answers
 
 
 def p99(ms):
@@ -59,6 +62,7 @@ class Scenario:
     metrics: bool = True  # served with METRICS_ENABLED (the default); False: the -nometrics scenarios
     relative_to: str = ""  # the scenario whose req/s this one is compared with (`relative` metric)
     uses_deep_page: bool = False  # needs BENCH_DEEP_PAGE: a page from the middle of the big user's list
+    feed: str = ""  # bench/feed.py: "delta" (a since token per user), "waiters" (idle long-polls held meanwhile)
 
     def evaluate(self, summary):
         """Every target's verdict; zero errors is always one of them."""
@@ -86,6 +90,9 @@ SCENARIOS = (
     # A poll of an unchanged list (304) should cost about what a get does.
     Scenario("list-poll", "list_poll.lua", "GET a user's 100 tasks with If-None-Match: 304",
              (p99(50), AS_FAST_AS_GET), relative_to="get"),
+    # A 5-task delta of the change feed since a token: about what a get costs.
+    Scenario("changes", "changes.lua", "GET the changes since a token: 5 tasks", (p99(50), NEAR_GET),
+             relative_to="get", feed="delta"),
     Scenario("list-10k", "list_big.lua", "GET 10,000-task user, pending by title",
              (Target("p95_ms", 500, unit=" ms"),)),
     Scenario("list-page", "list_page.lua", "GET 10,000-task user, first page of 50", (NEAR_LIST_100,),
@@ -101,6 +108,9 @@ SCENARIOS = (
     Scenario("delete", "delete.lua", "DELETE a task", (p99(50),), uses_delete_pool=True),
     Scenario("mix", "mix.lua", "Mix: 60% get, 20% list, 10% toggle, 10% create"),
     Scenario("mix-nometrics", "mix.lua", "Mix, metrics off", (METRICS_COST,), metrics=False, relative_to="mix"),
+    # 200 idle long-polls of the change feed held meanwhile may not slow the mix more than 10%.
+    Scenario("changes-wait", "mix.lua", "Mix, with 200 idle long-polls of the change feed",
+             (WITH_WAITERS, PROMPT_WAKE), relative_to="mix", feed="waiters"),
     Scenario("mix-auth", "mix.lua", "Mix, with authentication", (WITH_AUTH,), auth=True, relative_to="mix"),
     Scenario("mix-limited", "mix.lua", "Mix, rate limits in memory", (WITH_LIMITS,), limits="memory",
              relative_to="mix"),
