@@ -43,9 +43,9 @@ bind = os.environ.get("GUNICORN_BIND") or f"{_settings.api_host}:{_settings.api_
 # sync and gevent were slower or had a worse p99.
 workers = _settings.web_concurrency or _cores
 worker_class = _settings.worker_class
-# GUNICORN_THREADS for requests (the pool of each worker holds as many connections, config.py), and
-# SYNC_MAX_WAITERS more for long-polls of the change feed, which wait without a connection (longpoll.py).
-threads = _settings.threads + (_settings.sync_max_waiters if worker_class == "gthread" else 0)
+# Threads taking requests; the pool of each worker holds as many connections (config.py). A long-poll
+# of the change feed waits on a thread of its own beyond them (longpoll.WorkPool, post_worker_init).
+threads = _settings.threads
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly. With
 # a shared socket the first worker to wake takes most of a burst of keep-alive connections, and the
 # clients on the busier worker wait about twice as long (docs/performance.md). The master opens and
@@ -103,10 +103,12 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """In the new worker, after gunicorn's own signal handlers: SIGTERM (shutdown, reload) first answers
-    every long-poll of the change feed at once, so draining does not wait for them."""
+    """In the new worker: GUNICORN_THREADS threads take requests, a long-poll waiting on a thread of its
+    own (longpoll.WorkPool); after gunicorn's own signal handlers, SIGTERM (shutdown, reload) first
+    answers every long-poll of the change feed at once, so draining does not wait for them."""
     from todo_service import longpoll
 
+    longpoll.serve_with_work_pool(worker)
     drain = signal.getsignal(signal.SIGTERM)
 
     def release_then_drain(signum, frame):

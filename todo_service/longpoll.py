@@ -13,16 +13,19 @@ No LISTEN/NOTIFY: its commit-time global lock would serialise every writer of th
 transaction-mode pooler (PgBouncer, Neon's pooled endpoint) cannot hold a LISTEN session.
 
 At most SYNC_MAX_WAITERS requests wait per worker; past the bound a request is answered at once,
-as with wait=0, rather than queued. gunicorn gives each worker that many threads beyond
-GUNICORN_THREADS, and at most GUNICORN_THREADS requests work at a time (a slot each, taken as the
-request enters the app and given back while waiting), so waiters never take a thread from other
-requests and the extra threads never crowd the connection pool. A `sync` worker cannot wait at all.
+as with wait=0, rather than queued. A waiting request holds its thread but no connection: under
+gunicorn, WorkPool replaces the thread for the wait's length, so GUNICORN_THREADS threads keep
+taking other requests; elsewhere (flask run, the test client) a request holds one of GUNICORN_THREADS
+work slots and gives it back while it waits. A `sync` worker cannot wait at all.
 """
 
 import logging
+import queue
 import threading
 import time
 import weakref
+from concurrent.futures import Future
+from contextlib import contextmanager
 
 import psycopg
 from flask import current_app
@@ -143,12 +146,19 @@ def wait(user_id, seen, seconds):
     waiter = registry.enter(user_id, seen)
     if waiter is None:
         return None
-    registry.slots.release()  # another request may work meanwhile
+    pool = getattr(_thread, "pool", None)
     try:
-        woken = waiter.event.wait(seconds)
+        if pool is not None:
+            with pool.waiting():
+                woken = waiter.event.wait(seconds)
+        else:
+            registry.slots.release()  # another request may work meanwhile
+            try:
+                woken = waiter.event.wait(seconds)
+            finally:
+                registry.slots.acquire()
     finally:
         registry.leave(waiter)
-        registry.slots.acquire()
     return woken and not _SHUTDOWN.is_set()
 
 
@@ -164,19 +174,93 @@ def release_all():
         registry.wake_all()
 
 
+_thread = threading.local()  # .pool: the WorkPool this thread serves requests for
+
+
 class WorkSlots:
-    """WSGI middleware: each request holds one of the registry's work slots while the app runs it."""
+    """WSGI middleware: each request holds one of the registry's work slots while the app runs it
+    (under gunicorn, WorkPool bounds the working threads instead)."""
 
     def __init__(self, wsgi_app, registry):
         self.wsgi_app, self.registry = wsgi_app, registry
 
     def __call__(self, environ, start_response):
+        if getattr(_thread, "pool", None) is not None:
+            return self.wsgi_app(environ, start_response)
         slots = self.registry.slots
         slots.acquire()
         try:
             return self.wsgi_app(environ, start_response)  # bodies are bytes: nothing runs after this
         finally:
             slots.release()
+
+
+class WorkPool:
+    """gunicorn's gthread pool, replaced (post_worker_init): GUNICORN_THREADS threads take requests from
+    one queue, as ThreadPoolExecutor's do, and a thread whose request waits in a long-poll is replaced
+    for the length of the wait, so that GUNICORN_THREADS keep working. More threads taking requests at
+    once cost a quarter of the throughput here (docs/performance.md); waiting ones cost nothing."""
+
+    def __init__(self, size):
+        self.size = size
+        self._tasks = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._working = 0  # threads not waiting in a long-poll
+        self._threads = 0
+        with self._lock:
+            for _ in range(size):
+                self._start()
+
+    def _start(self):
+        self._working += 1
+        self._threads += 1
+        threading.Thread(target=self._work, name="todo_service-request", daemon=True).start()
+
+    def submit(self, fn, *args, **kwargs):
+        future = Future()
+        self._tasks.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self):
+        _thread.pool = self
+        while (task := self._tasks.get()) is not None:
+            future, fn, args, kwargs = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # the future carries it to gunicorn
+                    future.set_exception(exc)
+            with self._lock:
+                if self._working > self.size:  # a waiter came back meanwhile: one thread too many
+                    self._working -= 1
+                    self._threads -= 1
+                    return
+
+    @contextmanager
+    def waiting(self):
+        """Around a long-poll's wait: another thread takes requests meanwhile."""
+        with self._lock:
+            self._working -= 1
+            if self._working < self.size:
+                self._start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._working += 1
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._tasks.put(None)
+
+
+def serve_with_work_pool(worker):
+    """In a gthread worker (post_worker_init): its requests go to a WorkPool of as many threads."""
+    if getattr(worker, "tpool", None) is not None:
+        worker.tpool.shutdown(wait=False)  # gunicorn's own, which has started no thread yet
+        worker.tpool = WorkPool(worker.cfg.threads)
 
 
 def init_app(app):
