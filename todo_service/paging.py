@@ -48,7 +48,7 @@ OTHER_LIST = ("cursor was made for a different status, sort or order; send it wi
               "it came from, or start without a cursor.")
 
 
-def _secret():
+def signing_secret():
     """The cursor signing key, read from the database once per app and process."""
     state = current_app.extensions["todo_paging"]
     if state["key"] is None:
@@ -62,7 +62,7 @@ def _secret():
 def _mac(user_id, payload):
     user = user_id.encode("utf-8", "surrogatepass")
     message = struct.pack(">H", len(user)) + user + payload
-    return hmac.new(_secret(), message, hashlib.sha256).digest()[:MAC_BYTES]
+    return hmac.new(signing_secret(), message, hashlib.sha256).digest()[:MAC_BYTES]
 
 
 def _encode(raw):

@@ -15,7 +15,7 @@ snapshot began: deletions at or below it were never part of what the client hold
 walk skips them. `issued` is the database's clock when the position was reached: a token older
 than the tombstone retention (SYNC_TOMBSTONE_DAYS) is refused with 410, and so is one whose
 deletions were purged (the head's purged_seq passed it). The epoch names this database's history
-(get_sync_epoch: its own secret, OID, system identifier and timeline, Neon's timeline): a restore,
+(list_changes' head row: its own secret, OID, system identifier and timeline, Neon's timeline): a restore,
 a promotion or another database changes it, and its old tokens get 410 instead of a wrong delta;
 so does a token from the future (a seq the head has not reached). The MAC is HMAC-SHA256, cut to
 128 bits, keyed like the list cursors (migration 0005) but in its own domain, over the user id and
@@ -42,7 +42,7 @@ from flask import current_app
 from . import conditional, dao, longpoll
 from .db import DatabaseUnavailable
 from .errors import ApiError
-from .paging import KEY_PURPOSE
+from .paging import signing_secret
 from .responses import json_bytes_response
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,9 @@ def _state():
     return current_app.extensions["todo_sync"]
 
 
-def _key():
-    state = _state()
-    if state["key"] is None:
-        key = dao.signing_key(KEY_PURPOSE)
-        if key is None:
-            raise RuntimeError(f"no signing key {KEY_PURPOSE!r} in signing_keys: apply migration 0005")
-        state["key"] = key
-    return state["key"]
-
-
 def _mac(user_id, payload):
     user = user_id.encode("utf-8", "surrogatepass")
-    return hmac.new(_key(), DOMAIN + struct.pack(">H", len(user)) + user + payload,
+    return hmac.new(signing_secret(), DOMAIN + struct.pack(">H", len(user)) + user + payload,
                     hashlib.sha256).digest()[:MAC_BYTES]
 
 
@@ -145,7 +135,7 @@ def _position(user_id, since):
     try:
         return open_token(user_id, since)
     except InvalidToken as exc:
-        if exc.epoch is not None and _differing_bytes(exc.epoch, dao.sync_epoch()) > OTHER_HISTORY_BYTES:
+        if exc.epoch is not None and _differing_bytes(exc.epoch, dao.sync_epoch(user_id)) > OTHER_HISTORY_BYTES:
             raise _expired("it was issued by another database or before a restore") from None
         raise ApiError(400, "INVALID_SYNC_TOKEN", INVALID, "since") from None
 
@@ -238,8 +228,7 @@ def purge_batch():
 
 
 def init_app(app):
-    """Retention from SYNC_TOMBSTONE_DAYS; the signing key is read on first use; the first purge is due a
-    minute after start."""
+    """Retention from SYNC_TOMBSTONE_DAYS; the first purge is due a minute after start."""
     days = app.config["SETTINGS"].sync_tombstone_days
-    app.extensions["todo_sync"] = {"key": None, "retention_us": round(days * 86_400_000_000),
+    app.extensions["todo_sync"] = {"retention_us": round(days * 86_400_000_000),
                                    "next_purge": time.monotonic() + PURGE_EVERY_SECONDS}

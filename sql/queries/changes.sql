@@ -11,7 +11,8 @@
 -- tombstones after (gone_seq, gone_id) (the caller moves that bound past what a new client need
 -- not hear of). The head row (kind 'head') holds the user's current seq, purged_seq (tombstones
 -- up to it are gone), the database's clock (microseconds since 1970) and the epoch of this
--- database's history (as get_sync_epoch). One statement, one snapshot: head and changes agree.
+-- database's history. One statement, one snapshot: head and changes agree. With row_limit 0, the
+-- head row alone (the epoch of a token whose MAC fails).
 -- params: user_id, after_seq, after_id, gone_seq, gone_id, row_limit
 -- index: tasks_user_change_idx and task_tombstones_pkey and task_list_versions_pkey
 WITH changed AS (

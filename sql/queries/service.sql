@@ -53,26 +53,3 @@ SELECT set_config('statement_timeout', %(timeout)s, true);
 SELECT secret
 FROM signing_keys
 WHERE purpose = %(purpose)s;
-
--- name: get_sync_epoch :one
--- The epoch of this database's history, 8 bytes, which the change feed's tokens carry
--- (todo_service/sync.py); list_changes computes the same in its head row. Made of the database's
--- own random secret (migration 0007; a new database has a new one), the database's OID (new after
--- a dump-and-restore into a new database), the cluster's system identifier (new with a new
--- cluster), its timeline (new after a point-in-time restore or a promotion) and Neon's timeline
--- (new on every branch, restores included) where the server has that setting.
--- params: none
--- index: signing_keys_pkey
-SELECT
-    substring(sha256(
-        keys.secret
-        || int8send((
-            SELECT db.oid FROM pg_database AS db
-            WHERE db.datname = current_database()
-        )::bigint)
-        || int8send((SELECT ctl.system_identifier FROM pg_control_system() AS ctl))
-        || int4send((SELECT cp.timeline_id FROM pg_control_checkpoint() AS cp))
-        || convert_to(coalesce(current_setting('neon.timeline_id', true), ''), 'UTF8')
-    ) FROM 1 FOR 8) AS epoch
-FROM signing_keys AS keys
-WHERE keys.purpose = 'sync_epoch';
