@@ -376,3 +376,19 @@ def test_browsers_may_send_the_headers_and_read_the_answers(client):
     answer = client.get("/api/alice/tasks", headers={"Origin": origin})
     exposed = {h.strip().lower() for h in answer.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"etag", "location", "retry-after", "x-request-id", "idempotent-replayed"} <= exposed
+
+
+ODD_BUT_VALID = ['"" \t\t,"l6;,I"\t  \t \t  ,"pJ2"\t ,\t \t  \t ,\t\t,\t\t \t "W",  "0EFU:0Lo)d*1mP"  \t,\t ,   ',
+                 '"a,b"', '",", W/","', '"\x80\xff"', '""']
+
+
+@pytest.mark.parametrize("value", ODD_BUT_VALID)
+def test_odd_but_valid_tag_lists_are_compared_not_failed(client, value):
+    """Commas inside quotes, empty tags, tabs between elements: no match, so a full answer."""
+    task = create(client)
+    for url in [f"/api/alice/tasks/{task['id']}", "/api/alice/tasks", "/api/alice/tasks?limit=1",
+                "/api/alice/tasks/changes"]:
+        response = client.get(url, headers={"If-None-Match": value})
+        assert response.status_code == 200, (url, response.status_code, response.data[:200])
+    assert client.put(f"/api/alice/tasks/{task['id']}", json={"title": "x"},
+                      headers={"If-Match": value}).status_code == 412

@@ -242,10 +242,11 @@ def test_the_exposure_check_lets_loopback_and_a_declared_gateway_through(databas
     from tests.conftest import settings_for
     from todo_service import create_app
 
+    auth_off = {"AUTH_JWKS_URL": "", "AUTH_JWT_SECRET": ""}  # whatever the suite's own mode is
     for host, env in [("127.0.0.1", {}), ("localhost", {}), ("0.0.0.0", {"AUTH_DISABLED": "true"})]:
-        app = create_app({"SETTINGS": settings_for(database_url, **env), "TESTING": True})
+        app = create_app({"SETTINGS": settings_for(database_url, **auth_off, **env), "TESTING": True})
         result = FlaskCliRunner(app).invoke(args=["check-exposure", "--host", host])
         assert result.exit_code == 0, result.output
-    app = create_app({"SETTINGS": settings_for(database_url), "TESTING": True})
+    app = create_app({"SETTINGS": settings_for(database_url, **auth_off), "TESTING": True})
     refused = FlaskCliRunner(app).invoke(args=["check-exposure", "--host", "0.0.0.0"])
     assert refused.exit_code != 0 and "AUTH_DISABLED=true" in refused.output

@@ -100,9 +100,9 @@ def _tagged_versions(tags, digest):
     """The list versions named by those of `tags` that were made for the list `digest` names."""
     if tags is None:
         return ()
-    suffix = f"-{digest}"
+    suffix = f"-{digest}"  # an empty tag ("") is None in Werkzeug's set
     return tuple(uuid.UUID(tag[:32]) for tag in tags.as_set(include_weak=True)
-                 if len(tag) == 32 + len(suffix) and tag.endswith(suffix) and VERSION_HEX.fullmatch(tag, 0, 32))
+                 if tag and len(tag) == 32 + len(suffix) and tag.endswith(suffix) and VERSION_HEX.fullmatch(tag, 0, 32))
 
 
 def list_response(user_id, args, render):
