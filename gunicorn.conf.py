@@ -12,10 +12,16 @@ import tempfile
 # when it is imported, so the directory is named before todo_service is. Without a configured one, a
 # private one (mode 0700) of this master's, removed at its exit: a reload (HUP) keeps it, and a new
 # master started by USR2 makes its own rather than take over the old master's.
+# Every request writes to those files and every worker touches its heartbeat file each second: they
+# go to memory (/dev/shm, as gunicorn's docs advise for worker_tmp_dir) unless TMPDIR names a place.
+# On a disk-backed /tmp the kernel writes the dirty pages back, and a request that writes a page then
+# waits on that writeback (docs/performance.md, "The cost of metrics").
+_RAM_DIR = None if os.environ.get("TMPDIR") or not os.access("/dev/shm", os.W_OK | os.X_OK) else "/dev/shm"
+worker_tmp_dir = _RAM_DIR
 _METRICS_OWNER = "TODO_SERVICE_METRICS_MASTER"  # the pid of the master that made the directory
 _owner = os.environ.get(_METRICS_OWNER)
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ or _owner not in (None, str(os.getpid())):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo_service-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo_service-metrics-", dir=_RAM_DIR)
     os.environ[_METRICS_OWNER] = str(os.getpid())
 
 
