@@ -14,8 +14,8 @@ import tempfile
 # master started by USR2 makes its own rather than take over the old master's.
 # Every request writes to those files and every worker touches its heartbeat file each second: they
 # go to memory (/dev/shm, as gunicorn's docs advise for worker_tmp_dir) unless TMPDIR names a place.
-# On a disk-backed /tmp the kernel writes the dirty pages back, and a request that writes a page then
-# waits on that writeback (docs/performance.md, "The cost of metrics").
+# On a disk-backed /tmp the kernel writes the dirty pages back, and a write to a page under writeback
+# may wait for it (docs/performance.md, "The cost of metrics and rate limits").
 _RAM_DIR = None if os.environ.get("TMPDIR") or not os.access("/dev/shm", os.W_OK | os.X_OK) else "/dev/shm"
 worker_tmp_dir = _RAM_DIR
 _METRICS_OWNER = "TODO_SERVICE_METRICS_MASTER"  # the pid of the master that made the directory

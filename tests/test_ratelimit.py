@@ -4,6 +4,7 @@ import re
 import time
 
 import pytest
+import redis
 import requests
 from flask.testing import FlaskClient
 
@@ -221,3 +222,18 @@ def test_a_lost_store_is_counted_once_per_outage(make_app, redis_server):
     scrape = {"Authorization": f"Bearer {SUITE_METRICS_TOKEN}"} if WITH_AUTH else {}
     scraped = client.get("/metrics", headers=scrape).get_data(as_text=True)
     assert re.search(r"^todo_rate_limit_store_outages_total [1-9]", scraped, re.M), scraped[-2000:]
+
+
+@needs_redis
+def test_a_restarted_redis_keeps_counting_with_no_outage(make_app, redis_server):
+    """A restart closes the kept connections and empties the script cache: both are mended within the request."""
+    client = make_app(RATE_LIMIT="100/minute", RATE_LIMIT_STORAGE_URL=redis_server.url).test_client()
+    assert service_limits(client.get("/api/alice/tasks"))["default"][0] == 99
+    before = ratelimit.store_outages()
+    redis_server.stop()
+    redis_server.start()  # same port, empty: no counters, no scripts
+    assert service_limits(client.get("/api/alice/tasks"))["default"][0] == 99  # counted afresh in the new server
+    assert service_limits(client.get("/api/alice/tasks"))["default"][0] == 98
+    redis.Redis(port=redis_server.port).script_flush()
+    assert service_limits(client.get("/api/alice/tasks"))["default"][0] == 97
+    assert ratelimit.store_outages() == before

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 from flask import current_app, g, request
 from limits import parse
 from limits.storage import storage_from_string
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from . import auth, metrics
 from .errors import ApiError
@@ -121,13 +123,22 @@ return answer
 
 
 class RedisCounter:
-    """Fixed windows in Redis, shared by every worker and instance: one script call per request."""
+    """Fixed windows in Redis, shared by every worker and instance: one script call per request.
+
+    Each thread keeps one connection of the client's pool and sends EVALSHA on it itself: redis-py's
+    command path (a pool checkout and return, its retry wrapper, the script object's own fallback) is
+    three times the cost of the call on the wire (25 of 37 us of CPU, docs/performance.md). A cluster
+    client has no single pool and goes through the script object.
+    """
 
     def __init__(self, url):
         storage = storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS,
                                       socket_connect_timeout=STORE_TIMEOUT_SECONDS)
         self.errors = storage.base_exceptions
-        self._script = storage.get_connection().register_script(HIT_SCRIPT)
+        client = storage.get_connection()
+        self._script = client.register_script(HIT_SCRIPT)
+        self._pool = getattr(client, "connection_pool", None)  # None for a cluster client
+        self._local = threading.local()  # .connection: this thread's own
         self._arguments = {}  # policies -> the script's ARGV, the same on every call
 
     def hit(self, partition, policies, now):
@@ -136,8 +147,37 @@ class RedisCounter:
         if arguments is None:
             arguments = self._arguments[policies] = [n for p in policies for n in (p.quota, p.seconds * 1000)]
         # One hash tag per partition: a Redis Cluster keeps a request's counters on one node, as a script needs.
-        answer = self._script(keys=[f"todo:{{{partition}}}:{policy.name}" for policy in policies], args=arguments)
+        keys = [f"todo:{{{partition}}}:{policy.name}" for policy in policies]
+        answer = self._call(keys, arguments) if self._pool is not None else self._script(keys=keys, args=arguments)
         return [(answer[i], now + answer[i + 1] / 1000) for i in range(0, len(answer), 2)]
+
+    def _call(self, keys, arguments):
+        """EVALSHA on this thread's own connection."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._pool.get_connection()
+        command = connection.pack_command("EVALSHA", self._script.sha, len(keys), *keys, *arguments)
+        try:
+            try:
+                return _send(connection, command)
+            except RedisConnectionError:  # a kept connection the server closed (a restart): once more, afresh
+                connection.disconnect()
+                return _send(connection, command)
+        except self.errors:
+            connection.disconnect()  # a half-read answer must not be read by the next call
+            raise
+
+
+def _send(connection, command):
+    """One packed command and its answer; the script is loaded again if the server lost it (a restart)."""
+    try:
+        connection.send_packed_command(command, check_health=False)
+        return connection.read_response()
+    except NoScriptError:
+        connection.send_command("SCRIPT", "LOAD", HIT_SCRIPT)
+        connection.read_response()
+        connection.send_packed_command(command, check_health=False)
+        return connection.read_response()
 
 
 class FailOpen:
