@@ -237,3 +237,57 @@ def test_a_restarted_redis_keeps_counting_with_no_outage(make_app, redis_server)
     redis.Redis(port=redis_server.port).script_flush()
     assert service_limits(client.get("/api/alice/tasks"))["default"][0] == 97
     assert ratelimit.store_outages() == before
+
+
+@needs_redis
+def test_every_answer_counts_exactly_in_redis_reads_writes_and_errors_alike(make_app, redis_server):
+    client = make_app(RATE_LIMIT="600/minute", RATE_LIMIT_WRITES="300/minute",
+                      RATE_LIMIT_STORAGE_URL=redis_server.url).test_client()
+    created = client.post("/api/alice/tasks", json={"title": "t"})
+    assert service_limits(created) == {"default": (599, 60), "writes": (299, 60)}
+    task = f"/api/alice/tasks/{created.get_json()['id']}"
+    answers = [client.get(task), client.get("/api/alice/tasks"), client.get("/api/alice/tasks/999999"),
+               client.get(task, headers={"If-None-Match": created.headers["ETag"]}),
+               client.get("/api/alice/tasks?limit=0")]
+    assert [a.status_code for a in answers] == [200, 200, 404, 304, 400]
+    assert [service_limits(a)["default"][0] for a in answers] == [598, 597, 596, 595, 594]
+    assert answers[0].get_json()["title"] == "t"
+
+
+@needs_redis
+def test_a_read_is_refused_when_another_instance_spent_the_budget_since_this_one_last_looked(make_app, redis_server):
+    """The first instance last saw room to spare; its next read still learns the budget is gone."""
+    env = {"RATE_LIMIT": "30/minute", "RATE_LIMIT_WRITES": "off", "RATE_LIMIT_STORAGE_URL": redis_server.url}
+    first, second = make_app(**env).test_client(), make_app(**env).test_client()
+    assert service_limits(first.get("/api/alice/tasks"))["default"][0] == 29
+    assert [second.get("/api/alice/tasks").status_code for _ in range(29)] == [200] * 29
+    refused = first.get("/api/alice/tasks")
+    body = refused.get_json()
+    assert refused.status_code == 429 and body["error_code"] == "RATE_LIMITED" and body["request_id"], body
+    assert "tasks" not in body and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert service_limits(refused)["default"][0] == 0
+    assert first.get("/api/alice/tasks").status_code == 429
+
+
+@needs_redis
+def test_a_write_past_the_shared_budget_is_refused_before_it_is_stored(make_app, redis_server):
+    env = {"RATE_LIMIT": "30/minute", "RATE_LIMIT_WRITES": "off", "RATE_LIMIT_STORAGE_URL": redis_server.url}
+    first, second = make_app(**env).test_client(), make_app(**env).test_client()
+    assert first.get("/api/alice/tasks").status_code == 200  # room to spare, as far as the first knows
+    assert [second.get("/api/alice/tasks").status_code for _ in range(29)] == [200] * 29
+    assert first.post("/api/alice/tasks", json={"title": "past the limit"}).status_code == 429
+    unlimited = make_app(RATE_LIMIT="off", RATE_LIMIT_WRITES="off").test_client()
+    assert unlimited.get("/api/alice/tasks").get_json() == []
+
+
+@needs_redis
+def test_a_long_poll_past_the_shared_budget_is_refused_at_once_not_after_its_wait(make_app, redis_server):
+    env = {"RATE_LIMIT": "30/minute", "RATE_LIMIT_WRITES": "off", "RATE_LIMIT_STORAGE_URL": redis_server.url}
+    first, second = make_app(**env).test_client(), make_app(**env).test_client()
+    snapshot = first.get("/api/alice/tasks/changes")
+    assert snapshot.status_code == 200
+    assert [second.get("/api/alice/tasks").status_code for _ in range(29)] == [200] * 29
+    began = time.monotonic()
+    refused = first.get(f"/api/alice/tasks/changes?since={snapshot.get_json()['next']}&wait=5")
+    assert refused.status_code == 429 and refused.get_json()["error_code"] == "RATE_LIMITED"
+    assert time.monotonic() - began < 4  # held for its wait, it would take 5 s
