@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-openloop bench-costs bench-network docs-screenshot clean
+.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-openloop bench-compare bench-costs bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -99,17 +99,21 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP) ## Load benchmark, ~6 min: wrk on every scenario, report in docs/performance.md (BENCH_ARGS=...)
-	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,wrk)
 	$(call debian,redis-server)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP) ## One-minute smoke run of the load benchmark (all scenarios, short)
-	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,wrk)
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 bench-openloop: $(BENCH_STAMP) ## Latency at 50% and 80% of each scenario's peak, offered at a fixed rate (open loop)
-	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,wrk)
 	$(BIN)/python -m bench.openloop $(BENCH_ARGS)
+
+bench-compare: $(BENCH_STAMP) ## p50/p99 against offered rate, the service beside a FastAPI + SQLModel build (~10 min)
+	$(call debian,wrk)
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 
 bench-costs: $(BENCH_STAMP) ## What metrics and rate limits cost get and mix: interleaved rounds, medians (~25 min)
 	$(call debian,wrk)
@@ -117,6 +121,6 @@ bench-costs: $(BENCH_STAMP) ## What metrics and rate limits cost get and mix: in
 	$(BIN)/python -m bench.costs $(BENCH_ARGS)
 
 bench-network: $(BENCH_STAMP) ## Every scenario at 0/1/5 ms to the database, direct and via PgBouncer (BENCH_ARGS="--duration 10")
-	@command -v wrk >/dev/null || { echo "wrk is not installed; install it with: sudo apt-get install wrk" >&2; exit 1; }
+	$(call debian,wrk)
 	$(call debian,pgbouncer)
 	$(BIN)/python -m bench.network $(BENCH_ARGS)

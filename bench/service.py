@@ -151,12 +151,17 @@ class Gunicorn:
     def pid(self):
         return self.proc.pid
 
+    program = "gunicorn"
+
+    def argv(self):
+        return [str(GUNICORN), "-c", "gunicorn.conf.py", self.app]
+
     def start(self, timeout=60):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             # A session of its own: Ctrl-C reaches only the runner, which then stops gunicorn by PID.
             self.proc = subprocess.Popen(
-                [str(GUNICORN), "-c", "gunicorn.conf.py", self.app],
+                self.argv(),
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         try:
@@ -170,14 +175,15 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn ({self.app}) exited with {self.proc.returncode}; see {self.log_path}")
+                raise RuntimeError(f"{self.program} ({self.app}) exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as answer:
                     if answer.status == 200:
                         return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"gunicorn ({self.app}) did not answer within {timeout}s; see {self.log_path}")
+        raise RuntimeError(f"{self.program} ({self.app}) did not answer within {timeout}s; see {self.log_path}")
 
     def __enter__(self):
         return self.start()
@@ -185,7 +191,7 @@ class Gunicorn:
     def __exit__(self, *exc):
         code = self.stop()
         if code:  # graceful shutdown failed: worth a look, though the numbers already stand
-            print(f"warning: gunicorn ({self.app}) exited with {code}; see {self.log_path}", file=sys.stderr)
+            print(f"warning: {self.program} ({self.app}) exited with {code}; see {self.log_path}", file=sys.stderr)
 
     def stop(self, timeout=30):
         """SIGTERM by PID (graceful shutdown), SIGKILL if it outlives `timeout`; return the exit code."""
@@ -197,6 +203,20 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+
+
+class Uvicorn(Gunicorn):
+    """`uvicorn APP --workers N` on 127.0.0.1:PORT (an ASGI comparison build), started and stopped alike."""
+
+    program = "uvicorn"
+
+    def __init__(self, app, env, log_path, workers):
+        super().__init__(app, env, log_path)
+        self.workers = workers
+
+    def argv(self):
+        return [str(GUNICORN.parent / "uvicorn"), self.app, "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers)]
 
 
 def _tree(pid):
