@@ -9,7 +9,8 @@ each load has its own warm-up; the cost is the median over the rounds of the rat
 
 Pairs: `metrics` (get and mix against METRICS_ENABLED=false, target: 95% of the req/s), `limits`
 (rate limits counted in memory against off, target 90%), `limits-redis` (counted in a Redis started
-here, target 90%). Results: bench/results/<time>-costs.json and a table on stdout.
+here, target 90%), `limits-redis-unix` (the same Redis reached by its Unix socket, target 90%).
+Results: bench/results/<time>-costs.json and a table on stdout.
 """
 
 import argparse
@@ -33,6 +34,7 @@ PAIRS = {
     "metrics": (0.95, [("get", "get-nometrics"), ("mix", "mix-nometrics")]),
     "limits": (0.90, [("get-limited", "get"), ("mix-limited", "mix")]),
     "limits-redis": (0.90, [("get-limited-redis", "get"), ("mix-limited-redis", "mix")]),
+    "limits-redis-unix": (0.90, [("get-limited-redis-unix", "get"), ("mix-limited-redis-unix", "mix")]),
 }
 
 

@@ -52,6 +52,7 @@ Each scenario is driven by wrk from a separate process, 100 connections, with a 
 | get-nometrics, mix-nometrics | get, mix with `METRICS_ENABLED=false` | get, mix >= 95% of their req/s |
 | get-limited, mix-limited | get, mix, rate limits on in memory (a limit none reaches) | >= 90% of get's, mix's req/s |
 | get-limited-redis, mix-limited-redis | the same, counted in a Redis on 127.0.0.1 | >= 90% of get's, mix's req/s |
+| get-limited-redis-unix, mix-limited-redis-unix | the same, by its Unix socket | >= 90% of get's, mix's req/s |
 
 Every scenario must answer only 2xx (list-poll also 304), without socket errors: each response's status is checked in
 Lua, and any failure fails the run (exit status 1). The other targets, and the service's 256 MB,

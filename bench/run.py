@@ -191,14 +191,16 @@ class Bench:
 
     def serve(self, stack, env, lua_env, seeded, auth, path_name, limits="", metrics=True):
         """(gunicorn, wrk environment) for the service; with `auth`, a key set to verify and tokens to send;
-        with `limits`, rate limits on in that store ("memory" or "redis", a Redis started here); without
+        with `limits`, rate limits on in that store ("memory"; "redis" or "redis-unix", a Redis started here
+        and reached by TCP on 127.0.0.1 or by its Unix socket); without
         `metrics`, METRICS_ENABLED=false."""
         if auth:
             jwks_url, private = stack.enter_context(tokens.key_set())
             path = tokens.write_tokens(LOG_DIR / f"{self.stamp}-tokens.txt", private, seeded.user_ids())
             env, lua_env = {**env, "AUTH_JWKS_URL": jwks_url}, {**lua_env, "BENCH_TOKENS": str(path)}
         if limits:
-            store = "memory://" if limits == "memory" else stack.enter_context(service.redis_server())
+            store = "memory://" if limits == "memory" else stack.enter_context(
+                service.redis_server(unix_socket=limits == "redis-unix"))
             env = {**env, "RATE_LIMIT": LIMIT_NOTHING_REACHES, "RATE_LIMIT_WRITES": LIMIT_NOTHING_REACHES,
                    "RATE_LIMIT_STORAGE_URL": store}
         if not metrics:

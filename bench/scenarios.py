@@ -58,7 +58,7 @@ class Scenario:
     targets: tuple[Target, ...] = ()
     uses_delete_pool: bool = False
     auth: bool = False  # served with authentication on: EdDSA bearer tokens checked against a key set
-    limits: str = ""  # served with rate limits on (generous: nothing is refused), counted in "memory" or "redis"
+    limits: str = ""  # served with rate limits on (nothing is refused), counted in "memory", "redis" or "redis-unix"
     metrics: bool = True  # served with METRICS_ENABLED (the default); False: the -nometrics scenarios
     relative_to: str = ""  # the scenario whose req/s this one is compared with (`relative` metric)
     uses_deep_page: bool = False  # needs BENCH_DEEP_PAGE: a page from the middle of the big user's list
@@ -86,6 +86,9 @@ SCENARIOS = (
              relative_to="get"),
     Scenario("get-limited-redis", "get.lua", "GET one task, rate limits in Redis", (WITH_LIMITS,), limits="redis",
              relative_to="get"),
+    # The same Redis reached through its Unix socket, as a Redis on the service's own host may be.
+    Scenario("get-limited-redis-unix", "get.lua", "GET one task, rate limits in Redis by its Unix socket",
+             (WITH_LIMITS,), limits="redis-unix", relative_to="get"),
     Scenario("list-100", "list.lua", "GET a user's 100 tasks", (p99(100),)),
     # A poll of an unchanged list (304) should cost about what a get does.
     Scenario("list-poll", "list_poll.lua", "GET a user's 100 tasks with If-None-Match: 304",
@@ -116,6 +119,8 @@ SCENARIOS = (
              relative_to="mix"),
     Scenario("mix-limited-redis", "mix.lua", "Mix, rate limits in Redis", (WITH_LIMITS,), limits="redis",
              relative_to="mix"),
+    Scenario("mix-limited-redis-unix", "mix.lua", "Mix, rate limits in Redis by its Unix socket", (WITH_LIMITS,),
+             limits="redis-unix", relative_to="mix"),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

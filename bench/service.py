@@ -338,13 +338,14 @@ class ProcessMonitor:
 
 
 @contextmanager
-def redis_server():
-    """A Redis of its own on 127.0.0.1 for the rate-limit scenarios; yields its URL, stops it by PID."""
+def redis_server(unix_socket=False):
+    """A Redis of its own on 127.0.0.1 (and a Unix socket) for the rate-limit scenarios; yields the URL of
+    the one asked for, stops it by PID."""
     from tests.redisserver import RedisServer, redis_server_binary
 
     if redis_server_binary() is None:
         raise SystemExit("redis-server is not installed; install it with: sudo apt-get install redis-server")
-    server = RedisServer().start()
+    server = RedisServer(unix_socket=unix_socket).start()
     try:
         yield server.url
     finally:

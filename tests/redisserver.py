@@ -3,7 +3,9 @@
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import redis
 
@@ -17,21 +19,30 @@ def redis_server_binary():
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:port, in memory only (no dump, no append-only file), to stop and start at will."""
+    """redis-server on 127.0.0.1:port, in memory only (no dump, no append-only file), to stop and start at will.
 
-    def __init__(self, port=None):
+    With `unix_socket`, it listens on a socket of its own too (owner only), and `url` names that socket.
+    """
+
+    def __init__(self, port=None, unix_socket=False):
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # A short directory of its own: a socket's path may not pass 107 bytes.
+        self.socket = Path(tempfile.mkdtemp(prefix="redis-")) / "redis.sock" if unix_socket else None
+        self.url = f"redis+unix://{self.socket}?db=0" if unix_socket else f"redis://127.0.0.1:{self.port}/0"
         self.proc = None
 
     def start(self, timeout=10):
         """Start and wait until it answers PING."""
         LOG_DIR.mkdir(parents=True, exist_ok=True)
+        if self.socket is not None:
+            self.socket.parent.mkdir(exist_ok=True)  # stop removed it
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(LOG_DIR / f"redis-{self.port}.log")],
+             "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(LOG_DIR / f"redis-{self.port}.log"),
+             *(["--unixsocket", str(self.socket), "--unixsocketperm", "700"] if self.socket else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = (redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, socket_connect_timeout=1)
+                  if self.socket else redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1))
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -51,3 +62,5 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.socket is not None:
+            shutil.rmtree(self.socket.parent, ignore_errors=True)

@@ -240,6 +240,23 @@ def test_a_restarted_redis_keeps_counting_with_no_outage(make_app, redis_server)
 
 
 @needs_redis
+def test_a_redis_on_the_same_host_shares_one_budget_through_its_unix_socket(make_app):
+    server = RedisServer(unix_socket=True).start()
+    try:
+        env = {"RATE_LIMIT": "5/minute", "RATE_LIMIT_WRITES": "off", "RATE_LIMIT_STORAGE_URL": server.url}
+        assert server.url.startswith("redis+unix:///")
+        assert f"store redis+unix://{server.socket}" in ratelimit.describe(load_settings(env))
+        first, second = make_app(**env).test_client(), make_app(**env).test_client()
+        answers = [client.get("/api/alice/tasks") for client in (first, second, first, second, first, second)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        assert [service_limits(a)["default"][0] for a in answers] == [4, 3, 2, 1, 0, 0]
+        counted = redis.Redis(unix_socket_path=str(server.socket)).get("todo:{address:127.0.0.1}:default")
+        assert counted == b"6", counted  # in the socket's Redis, not in either app's memory
+    finally:
+        server.stop()
+
+
+@needs_redis
 def test_every_answer_counts_exactly_in_redis_reads_writes_and_errors_alike(make_app, redis_server):
     client = make_app(RATE_LIMIT="600/minute", RATE_LIMIT_WRITES="300/minute",
                       RATE_LIMIT_STORAGE_URL=redis_server.url).test_client()
