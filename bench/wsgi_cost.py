@@ -11,6 +11,7 @@ cache and idempotency as in production; PostgreSQL is a fresh one, as `make benc
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -39,6 +40,7 @@ def parse_args(argv):
     parser.add_argument("--requests", type=int, default=2000, help="requests per kind and round (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, kinds interleaved; the median is shown")
     parser.add_argument("--profile", metavar="KIND", help="cProfile one round of this kind instead")
+    parser.add_argument("--kinds", help="only these request kinds, comma-separated (default: all)")
     parser.add_argument("--sort", default="tottime", help="the profile's order: tottime (default), cumulative, ...")
     return parser.parse_args(argv)
 
@@ -121,8 +123,13 @@ def run(app, fresh, kinds, args):
         for environ in environs:
             call(app, environ)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
+        stats = pstats.Stats(profiler).sort_stats(args.sort)
+        stats.print_stats(45)
+        if os.environ.get("PROFILE_DUMP"):
+            stats.dump_stats(os.environ["PROFILE_DUMP"])
         return
+    if args.kinds:
+        kinds = [kind for kind in kinds if kind in args.kinds.split(",")]
     results = {kind: [] for kind in kinds}
     for _ in range(args.rounds):
         for kind in kinds:

@@ -10,6 +10,7 @@ Each statement starts with a header (see sql/README.md):
 Anything the loader cannot vouch for fails at load, naming the file and line.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +43,12 @@ class Query:
     doc: str
     source: str
 
-    @property
+    @functools.cached_property
     def read_only(self):
-        """True when the statement changes nothing, so running it again on another connection is safe."""
+        """True when the statement changes nothing, so running it again on another connection is safe.
+
+        Read once per statement, not per request (a regular-expression search over the whole text).
+        """
         return WRITES.search(self.sql) is None
 
     def run(self, conn, **params):
