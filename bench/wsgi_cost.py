@@ -11,7 +11,6 @@ cache and idempotency as in production; PostgreSQL is a fresh one, as `make benc
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import statistics
 import sys
@@ -40,6 +39,7 @@ def parse_args(argv):
     parser.add_argument("--requests", type=int, default=2000, help="requests per kind and round (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, kinds interleaved; the median is shown")
     parser.add_argument("--profile", metavar="KIND", help="cProfile one round of this kind instead")
+    parser.add_argument("--profile-out", metavar="FILE", help="with --profile: also write the profile here (pstats)")
     parser.add_argument("--kinds", help="only these request kinds, comma-separated (default: all)")
     parser.add_argument("--sort", default="tottime", help="the profile's order: tottime (default), cumulative, ...")
     return parser.parse_args(argv)
@@ -125,10 +125,13 @@ def run(app, fresh, kinds, args):
         profiler.disable()
         stats = pstats.Stats(profiler).sort_stats(args.sort)
         stats.print_stats(45)
-        if os.environ.get("PROFILE_DUMP"):
-            stats.dump_stats(os.environ["PROFILE_DUMP"])
+        if args.profile_out:
+            stats.dump_stats(args.profile_out)
         return
     if args.kinds:
+        unknown = set(args.kinds.split(",")) - set(kinds)
+        if unknown:
+            raise SystemExit(f"unknown kinds {sorted(unknown)}; known: {', '.join(kinds)}")
         kinds = [kind for kind in kinds if kind in args.kinds.split(",")]
     results = {kind: [] for kind in kinds}
     for _ in range(args.rounds):

@@ -41,8 +41,8 @@ class RedisServer:
              "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(LOG_DIR / f"redis-{self.port}.log"),
              *(["--unixsocket", str(self.socket), "--unixsocketperm", "700"] if self.socket else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = (redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, socket_connect_timeout=1)
-                  if self.socket else redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1))
+        where = {"unix_socket_path": str(self.socket)} if self.socket else {"port": self.port}
+        client = redis.Redis(**where, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         while True:
             try:
