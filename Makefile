@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-openloop bench-compare bench-costs bench-network docs-screenshot clean
+.PHONY: help install run reload dev migrate seed token test lint sql-lint schema sql-plan bench bench-quick bench-openloop bench-compare bench-costs bench-floor bench-network docs-screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -119,6 +119,10 @@ bench-costs: $(BENCH_STAMP) ## What metrics and rate limits cost get and mix: in
 	$(call debian,wrk)
 	$(call debian,redis-server)
 	$(BIN)/python -m bench.costs $(BENCH_ARGS)
+
+bench-floor: $(BENCH_STAMP) ## CPU per get beside the floor of its stack: bare WSGI, bare Flask, Flask + one psycopg read (~6 min)
+	$(call debian,wrk)
+	$(BIN)/python -m bench.floor $(BENCH_ARGS)
 
 bench-network: $(BENCH_STAMP) ## Every scenario at 0/1/5 ms to the database, direct and via PgBouncer (BENCH_ARGS="--duration 10")
 	$(call debian,wrk)

@@ -80,13 +80,28 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def rounds_bench(args):
+    """(a Bench for loads of args.duration after args.warmup at args.connections, its time stamp)."""
     wrk.require_wrk()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    bench = Bench(Namespace(connections=args.connections, threads=2, timeout=30, warmup=args.warmup,
-                            duration=args.duration, profile=False, label=args.label), stamp)
+    return Bench(Namespace(connections=args.connections, threads=2, timeout=30, warmup=args.warmup,
+                           duration=args.duration, profile=False, label=args.label), stamp), stamp
+
+
+def write_result(kind, args, stamp, key, rows):
+    """bench/results/<stamp>-<kind>[-<label>].json with the run's settings and `rows` under `key`."""
+    result = {"file": f"{stamp}-{kind}{'-' + args.label if args.label else ''}.json", "label": args.label,
+              "started_at": stamp, "git": git_commit(),
+              "config": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+                         "connections": args.connections},
+              key: rows}
+    return report.write_json(result, latest=False)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    bench, stamp = rounds_bench(args)
     wanted = [(name, *PAIRS[name]) for name in args.pair_names]
     loads = sorted({load for _, _, pairs in wanted for pair in pairs for load in pair})
     database = service.make_database()
@@ -119,12 +134,7 @@ def main(argv=None):
                     rounds.append(measured)
                 rows.append(judge(name, target, feature, base, rounds))
                 print(table(rows[-1:]), flush=True)
-    result = {"file": f"{stamp}-costs{'-' + args.label if args.label else ''}.json", "label": args.label,
-              "started_at": stamp, "git": git_commit(),
-              "config": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
-                         "connections": args.connections},
-              "pairs": rows}
-    path = report.write_json(result, latest=False)
+    path = write_result("costs", args, stamp, "pairs", rows)
     print()
     print(table(rows))
     print(f"\nresults: {path.relative_to(ROOT)}")
