@@ -38,14 +38,21 @@ PAIRS = {
 }
 
 
+def add_round_options(parser, rounds, duration, warmup, order):
+    """The options of a run in rounds (bench.costs, bench.floor), with that run's defaults."""
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds, the order {order} (default {rounds})")
+    parser.add_argument("--duration", type=int, default=duration,
+                        help=f"seconds of each measured load (default {duration})")
+    parser.add_argument("--warmup", type=int, default=warmup,
+                        help=f"seconds of warm-up before each load (default {warmup})")
+    parser.add_argument("--connections", type=int, default=100, help="concurrent connections (default 100)")
+    parser.add_argument("--label", default="", help="a name for this run, stored in the result")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.costs", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list of {','.join(PAIRS)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds per pair, the order alternating (default 4)")
-    parser.add_argument("--duration", type=int, default=15, help="seconds of each measured load (default 15)")
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up before each load (default 5)")
-    parser.add_argument("--connections", type=int, default=100, help="concurrent connections (default 100)")
-    parser.add_argument("--label", default="", help="a name for this run, stored in the result")
+    add_round_options(parser, rounds=4, duration=15, warmup=5, order="alternating")
     args = parser.parse_args(argv)
     args.pair_names = [name.strip() for name in args.pairs.split(",") if name.strip()]
     unknown = [name for name in args.pair_names if name not in PAIRS]

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import data, scenarios, service  # noqa: E402
-from bench.costs import rounds_bench, write_result  # noqa: E402
+from bench.costs import add_round_options, rounds_bench, write_result  # noqa: E402
 from bench.run import LOG_DIR, service_env  # noqa: E402
 from todo_service.migrate import migrate  # noqa: E402
 
@@ -40,11 +40,7 @@ FLOORS = {
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, the order rotating (default 3)")
-    parser.add_argument("--duration", type=int, default=12, help="seconds of each measured load (default 12)")
-    parser.add_argument("--warmup", type=int, default=4, help="seconds of warm-up before each load (default 4)")
-    parser.add_argument("--connections", type=int, default=100, help="concurrent connections (default 100)")
-    parser.add_argument("--label", default="", help="a name for this run, stored in the result")
+    add_round_options(parser, rounds=3, duration=12, warmup=4, order="rotating")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1:
         parser.error("--rounds and --duration at least 1")
@@ -83,7 +79,7 @@ def main(argv=None):
         stack.callback(database.close)
         url = database.open()
         migrate(url)
-        seeded = data.seed(url, 100, 100, 0)
+        seeded = data.seed(url, 100, 100, 0)  # get.lua's users and tasks, as make bench seeds them; no big list
         monitor = service.ProcessMonitor(database).start()
         stack.callback(monitor.close)
         env, lua_env = service_env(url), seeded.lua_env()

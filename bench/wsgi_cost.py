@@ -129,10 +129,10 @@ def run(app, fresh, kinds, args):
             stats.dump_stats(args.profile_out)
         return
     if args.kinds:
-        unknown = set(args.kinds.split(",")) - set(kinds)
-        if unknown:
+        wanted = set(args.kinds.split(","))
+        if unknown := wanted - set(kinds):
             raise SystemExit(f"unknown kinds {sorted(unknown)}; known: {', '.join(kinds)}")
-        kinds = [kind for kind in kinds if kind in args.kinds.split(",")]
+        kinds = [kind for kind in kinds if kind in wanted]
     results = {kind: [] for kind in kinds}
     for _ in range(args.rounds):
         for kind in kinds:
